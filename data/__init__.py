@@ -1,0 +1,1 @@
+"""lampkit data layer: the one task registry, record type, loaders, prompts and converters."""

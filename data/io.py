@@ -1,0 +1,63 @@
+"""File helpers shared by every package: atomic writes, checked JSON reads, the artifact cache root."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+from data.errors import input_error
+
+
+def cache_dir() -> Path:
+    """Root of converted models and other artifacts: $LAMPKIT_CACHE, default ~/.cache/lampkit."""
+    return Path(os.environ.get("LAMPKIT_CACHE") or Path.home() / ".cache" / "lampkit")
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write text via a temp file in the same folder and a rename, so no partial file is ever seen."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> Path:
+    return atomic_write_text(path, json.dumps(obj, indent=indent, ensure_ascii=False) + "\n")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """Load a JSON file; a missing or malformed file becomes a one-line InputError."""
+    path = Path(path)
+    if not path.is_file():
+        raise input_error(path, "file not found")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except json.JSONDecodeError as err:
+        raise input_error(path, f"malformed JSON at line {err.lineno} column {err.colno}: {err.msg}")
+    except UnicodeDecodeError as err:
+        raise input_error(path, f"not UTF-8 text ({err.reason})")
+
+
+def iter_jsonl(path: str | os.PathLike) -> Iterator[dict]:
+    """Stream the objects of a JSON Lines file, naming the line of any malformed record."""
+    path = Path(path)
+    if not path.is_file():
+        raise input_error(path, "file not found")
+    with open(path, encoding="utf-8") as handle:
+        for line_number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError as err:
+                raise input_error(path, f"malformed JSON on line {line_number}: {err.msg}")
