@@ -10,6 +10,10 @@ from typing import Any, Iterator
 from data.errors import input_error
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 def cache_dir() -> Path:
     """Root of converted models and other artifacts: $LAMPKIT_CACHE, default ~/.cache/lampkit."""
     return Path(os.environ.get("LAMPKIT_CACHE") or Path.home() / ".cache" / "lampkit")
@@ -23,6 +27,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; outputs get the usual permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

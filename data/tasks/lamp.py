@@ -43,7 +43,7 @@ register(TaskSpec(
     item_prompt_template="Write an abstract for this title: {title}",
     item_input_field="title", item_output_field="abstract",
     max_new_tokens=4, **CLASSIFICATION_METRICS,
-    templates={"official": ProfileTemplate(item='"{title}"', field="title", need='""',
+    templates={"official": ProfileTemplate(item='"{title}"', field="title",
                                            insert_after_title=True)},
     text_templates={"oppu_input": "paper title: {title} reference:"},
     example_item={"id": "p1", "title": "Attention is all you need", "abstract": "We propose ...",

@@ -1,0 +1,1 @@
+"""Build LaMP_6 / email data from the licensed Avocado corpus."""

@@ -1,0 +1,1 @@
+"""ropg/ — Retrieval Optimization for Personalized Generation (not built yet) — see README.md."""

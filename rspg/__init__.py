@@ -1,0 +1,1 @@
+"""rspg/ — Retrieval Selection for Personalized Generation (not built yet) — see README.md."""

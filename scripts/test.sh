@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The test suite: installs what it needs (scripts/setup.sh, idempotent), then runs pytest.
+# Extra arguments go to pytest, e.g. `bash scripts/test.sh -m "not realmodel"` for the fast suite only.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+if [ -z "${VIRTUAL_ENV:-}" ]; then
+  # shellcheck disable=SC1091
+  source .venv/bin/activate
+fi
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+python -m data.tasks validate
+python -m pytest -q "$@"
