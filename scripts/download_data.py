@@ -1,10 +1,10 @@
 """Download the public LaMP / LongLaMP files, verifying each with data.loaders before it appears.
 
-    python -m scripts.download_data --benchmark lamp --task LaMP_4 --split train dev test --out data/raw
-    python -m scripts.download_data --benchmark lamp --task LaMP_4 --time_based --out data/raw
-    python -m scripts.download_data --benchmark longlamp --task LongLaMP_2 --split val --out data/raw
+    python scripts/download_data.py --benchmark lamp --task LaMP_4 --split train dev test --out data/raw
+    python scripts/download_data.py --benchmark lamp --task LaMP_4 --time_based --out data/raw
+    python scripts/download_data.py --benchmark longlamp --task LongLaMP_2 --split val --out data/raw
     # on a machine without network: install and verify files fetched elsewhere (same file names)
-    python -m scripts.download_data --benchmark lamp --task LaMP_4 --split dev --from_dir ~/Downloads --out data/raw
+    python scripts/download_data.py --benchmark lamp --task LaMP_4 --split dev --from_dir ~/Downloads --out data/raw
 
 Layout: <out>/<task>/<user|time>/<split>_questions.json and <split>_outputs.json for LaMP (test golds are
 hidden, so there is no test_outputs.json), <out>/<task>/<user|temporal>/<split>.jsonl for LongLaMP (HF
@@ -14,13 +14,18 @@ then moved into place. Without network the script stops at once (5 s connect tim
 """
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a file: make the repository importable instead of scripts/
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
 import argparse
 import os
 import shutil
 import tempfile
 import urllib.error
 import urllib.request
-from pathlib import Path
 from typing import Sequence
 
 from tqdm import tqdm
@@ -132,7 +137,7 @@ def fetch_split(args: argparse.Namespace, spec: TaskSpec, split: str, tmp: Path)
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m scripts.download_data", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python scripts/download_data.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--benchmark", choices=["lamp", "longlamp"], required=True)
     add_task_argument(parser)
