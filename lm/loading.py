@@ -1,0 +1,123 @@
+"""load_model: any supported model source -> ModelHandle on the right device and dtype.
+
+    h = load_model("default")                          # packaged SmolLM2-135M-Instruct, converted once
+    h = load_model("path/to/hf_folder", device="cpu")  # causal or encoder-decoder, read from config.json
+    h = load_model("model.Q4_K_M.gguf")                # dequantized at load (slow; convert once instead)
+    h = load_model("google/flan-t5-base")              # only if already in the local HF cache
+
+Device: cuda when available, else cpu. dtype: bfloat16 on CUDA (float16 without bf16 support), float32 on
+CPU. Backend "auto" uses vLLM when it is installed and the device is CUDA.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+from pathlib import Path
+
+from data.errors import InputError
+from lm.handle import ModelHandle
+from lm.sources import ModelSource, loading_errors, resolve_source
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("auto", "hf", "vllm")
+_DTYPE_NAMES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
+                "float16": "float16", "fp16": "float16", "half": "float16"}
+
+
+def load_model(name_or_path: str | Path, device=None, dtype=None, backend: str = "auto",
+               trust_remote_code: bool = False, allow_download: bool = False) -> ModelHandle:
+    """Load a causal or encoder-decoder LM (see the module docstring); bad sources raise a one-line InputError."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    if str(name_or_path) == "default":
+        from lm.convert_default import ensure_default_lm
+
+        source = resolve_source(ensure_default_lm())
+    else:
+        source = resolve_source(name_or_path)
+    device = resolve_device(device)
+    dtype = resolve_dtype(dtype, device)
+    backend = _choose_backend(backend, device, source)
+    options = source.load_options(trust_remote_code, allow_download)
+    with loading_errors(source, allow_download):
+        config = AutoConfig.from_pretrained(source.location, **options)
+        tokenizer = AutoTokenizer.from_pretrained(source.location, **options)
+    _ensure_pad_token(tokenizer, source)
+    load_hf_model = functools.partial(_load_hf_model, source, config, device, dtype, options, allow_download)
+    if backend == "vllm":
+        from lm.vllm_backend import VllmEngine
+
+        engine = VllmEngine(source.location, str(dtype).removeprefix("torch."), trust_remote_code)
+        return ModelHandle(source.name, tokenizer, config, device, load_hf_model=load_hf_model, vllm_engine=engine)
+    return ModelHandle(source.name, tokenizer, config, device, model=load_hf_model())
+
+
+def resolve_device(device=None):
+    import torch
+
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise InputError(f"device {device!r}: {err}") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"device {device!r}: CUDA is not available on this machine")
+    return resolved
+
+
+def resolve_dtype(dtype, device):
+    import torch
+
+    if dtype is None or dtype == "auto":
+        if device.type != "cuda":
+            return torch.float32
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    name = _DTYPE_NAMES.get(str(dtype).removeprefix("torch."))
+    if name is None:
+        raise InputError(f"dtype {dtype!r}: expected one of {', '.join(sorted(set(_DTYPE_NAMES.values())))}")
+    return getattr(torch, name)
+
+
+def _choose_backend(backend: str, device, source: ModelSource) -> str:
+    from lm.vllm_backend import vllm_available
+
+    if backend not in BACKENDS:
+        raise InputError(f"backend {backend!r}: expected one of {', '.join(BACKENDS)}")
+    usable = vllm_available() and device.type == "cuda" and source.gguf_file is None
+    if backend == "vllm" and not usable:
+        raise InputError("backend 'vllm' needs the vllm package (requirements-gpu.txt), a CUDA device "
+                         "and a model folder or hub id (not a .gguf file)")
+    if backend == "auto":
+        return "vllm" if usable else "hf"
+    return backend
+
+
+def _ensure_pad_token(tokenizer, source: ModelSource) -> None:
+    """Batching needs a pad token; decoder-only tokenizers often lack one and reuse EOS (masked anyway)."""
+    if tokenizer.pad_token is not None:
+        return
+    if tokenizer.eos_token is None:
+        raise InputError(f"{source.name}: the tokenizer has neither a pad nor an EOS token to pad batches with")
+    tokenizer.pad_token = tokenizer.eos_token
+
+
+def _load_hf_model(source: ModelSource, config, device, dtype, options: dict, allow_download: bool):
+    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
+
+    auto_class = AutoModelForSeq2SeqLM if config.is_encoder_decoder else AutoModelForCausalLM
+    extra = {}
+    if source.gguf_file:
+        from transformers import GgufConfig
+
+        # Plain dense weights (no quantizer attached), so the model can be saved, fine-tuned or given
+        # adapters like any other; packed GGUF kernels would also need the optional `kernels` package.
+        extra["quantization_config"] = GgufConfig(dequantize=True)
+        log.info("dequantizing %s; convert it once with `python -m lm.convert_default --gguf ...` "
+                 "for fast loading", source.name)
+    with loading_errors(source, allow_download):
+        model = auto_class.from_pretrained(source.location, config=config, dtype=dtype, **options, **extra)
+    return model.to(device).eval()

@@ -1,0 +1,67 @@
+"""Resolve a model name to something ``from_pretrained`` can load, and turn load failures into one-line errors."""
+from __future__ import annotations
+
+import re
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from data.errors import InputError, input_error
+
+# "name" or "org/name": anything else that does not exist on disk is a mistyped path, not a hub id.
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    name: str                      # what the user asked for, used in messages
+    location: str                  # local folder or hub id handed to from_pretrained
+    gguf_file: str | None = None   # file name inside `location` for GGUF checkpoints
+    is_hub_id: bool = False
+
+    def load_options(self, trust_remote_code: bool, allow_download: bool) -> dict:
+        options = {"trust_remote_code": trust_remote_code, "local_files_only": not allow_download}
+        if self.gguf_file:
+            options["gguf_file"] = self.gguf_file
+        return options
+
+
+def resolve_source(name_or_path: str | Path) -> ModelSource:
+    """A local HF folder, a .gguf file, or (when nothing exists at that path) a hub id to find in the HF cache."""
+    name = str(name_or_path)
+    path = Path(name).expanduser()
+    if path.is_file():
+        if path.suffix.lower() != ".gguf":
+            raise input_error(path, "not a model: expected a model folder or a .gguf file")
+        return ModelSource(name, str(path.parent), gguf_file=path.name)
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise input_error(path, "no config.json here, so not a Hugging Face model folder")
+        return ModelSource(name, str(path))
+    if _HUB_ID.match(name) and path.suffix.lower() != ".gguf":
+        return ModelSource(name, name, is_hub_id=True)
+    raise input_error(path, "no such model file or folder")
+
+
+@contextmanager
+def loading_errors(source: ModelSource, allow_download: bool) -> Iterator[None]:
+    """Report a model that cannot be loaded as a one-line InputError (so CLIs exit 2 without a traceback)."""
+    from safetensors import SafetensorError
+
+    try:
+        yield
+    except InputError:
+        raise
+    except (OSError, ValueError, KeyError, ImportError, SafetensorError) as err:
+        if source.is_hub_id and isinstance(err, OSError):
+            hint = "" if allow_download else " (downloads are off: pass allow_download=True with HF_HUB_OFFLINE=0)"
+            message = f"not a local folder, .gguf file or hub id in the local HF cache{hint}"
+        else:
+            detail = " ".join(str(err).split()) or type(err).__name__
+            message = f"cannot load model: {_shorten(detail)}"
+        raise input_error(source.name, message) from err
+
+
+def _shorten(text: str, limit: int = 300) -> str:
+    return text if len(text) <= limit else text[:limit - 3] + "..."
