@@ -1,0 +1,285 @@
+"""Item selection of the user-profile role study (Wu et al. 2024, arXiv 2406.17803; spec A4-A7).
+
+    settings = StudySettings(retrieval_id="BM25", k=3, ablation="only_output", order="middle")
+    selector = StudySelector(spec, settings, pool=train + dev, stream="dev")
+    items = selector.select(dev)                        # per example: the profile items for its prompt
+    template = prompt_template(spec, settings.ablation)  # "study_only_output"
+
+What is reproduced, and where it departs from the study's code:
+
+* ``--retrieval_id``: ``BM25`` top-k of the user's own profile with the study's BM25 (below); ``Random``
+  k items of the own profile; ``Full_Random`` k items pooled from k users drawn (with replacement,
+  weighted by profile size) from the train+eval users; ``RanBM25`` the study's BM25 over a pseudo-profile
+  of S items pooled from S such users (S from :data:`PSEUDO_PROFILE_SIZES`); ``Mixed`` the items of one
+  retrieval with the output field of another's, zipped (``both`` ablation only).
+* The study's BM25 is not rank_bm25's: idf = ln((N - df + 0.5) / (df + 0.5) + 1), each distinct query term
+  once, multiplied by its count in the query (tf_q); ties keep profile order. Query: the registry's, except
+  for quote-based tasks (LaMP_1): the words of all quoted strings of the input.
+* Leakage guard (BM25-based retrievals): the first profile item whose input field (LaMP_7: its text)
+  equals the query text is removed; for LaMP_1, the item whose title equals the paper's own title (the
+  first quoted string). ``Random`` does not apply it, as in the study.
+* k: 0 < k < 1 is a fraction of the (guarded) profile for BM25-based retrievals; otherwise int(k).
+  ``retrieval_target`` t (ranks if >= 1, else a fraction of the profile) takes ranks [t, t+k) instead of
+  the top k; if t + k reaches the profile size nothing is taken (the study's rule).
+* Randomness is seeded once per run and split (one ``random.Random`` per (seed, split) stream). The study
+  re-seeded on every ``datasets.map`` batch, so every batch of 1000 drew the same users; not reproduced.
+* ``decouple`` ranks on the input field alone and shows outputs like ``only_output``; the ablation is
+  ignored (``both``) for tasks without the study's ablation prompts (LaMP_1, LaMP_7).
+* ``--retrieval_order``: ``start`` (best first), ``end`` (reversed), ``middle`` (best in the centre, see
+  :func:`middle_order`), ``random`` (each list shuffled by ``random.Random(seed)``, so equally long lists
+  get the same permutation; applied with ``both`` only, as the study's ablation prompts ignore it).
+"""
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass
+from itertools import accumulate
+from pathlib import Path
+from typing import Mapping, Sequence, TypeVar
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from data.errors import InputError
+from data.records import Example
+from data.tasks import TaskSpec
+from lamp_rag.retrieval import BM25_B, BM25_K1, QueryTerms, term_statistics
+
+RETRIEVAL_IDS = ("BM25", "Random", "Full_Random", "Mixed", "RanBM25")
+MIXED_SOURCES = ("BM25", "Random", "Full_Random")
+ABLATIONS = ("both", "only_input", "only_output", "decouple")
+ORDERS = ("start", "end", "middle", "random")
+# The prompt template (data.tasks) of each ablation; decouple differs from only_output in retrieval only.
+ABLATION_TEMPLATES = {"both": "official", "only_input": "study_only_input", "only_output": "study_only_output",
+                      "decouple": "study_only_output"}
+# The study's AVG table: the average profile size per task, the size of RanBM25's pseudo-profiles
+# (spec A4). Tasks the study did not run use the mean profile size of the run's own pool.
+PSEUDO_PROFILE_SIZES = {"LaMP_1": 91, "LaMP_2": 159, "LaMP_3": 188, "LaMP_4": 287, "LaMP_5": 90, "LaMP_6": 81,
+                        "LaMP_7": 18}
+_QUOTED = re.compile(r'"(.*?)"')
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class StudySettings:
+    retrieval_id: str = "BM25"
+    k: float = 1                         # items per prompt; 0 < k < 1: fraction of the profile (BM25-based)
+    ablation: str = "both"
+    order: str = "start"
+    target: float = 0                    # first BM25 rank taken (>= 1) or fraction of the profile (< 1)
+    seed: int = 1
+    input_retrieval_id: str = "Random"   # Mixed: where the items (their input fields) come from
+    output_retrieval_id: str = "Random"  # Mixed: where their output fields come from
+    pseudo_profile_size: int | None = None   # RanBM25; None: PSEUDO_PROFILE_SIZES or the pool's mean
+
+    def check(self) -> None:
+        """Raise InputError for an impossible combination of settings."""
+        choices = {"retrieval_id": (self.retrieval_id, RETRIEVAL_IDS), "ablation": (self.ablation, ABLATIONS),
+                   "order": (self.order, ORDERS), "input_retrieval_id": (self.input_retrieval_id, MIXED_SOURCES),
+                   "output_retrieval_id": (self.output_retrieval_id, MIXED_SOURCES)}
+        for name, (value, allowed) in choices.items():
+            if value not in allowed:
+                raise InputError(f"{name} {value!r} is not one of {', '.join(allowed)}")
+        if self.k < 0 or self.target < 0:
+            raise InputError(f"retrieval_num and retrieval_target must be >= 0, got {self.k} and {self.target}")
+        if self.retrieval_id == "Mixed" and self.ablation != "both":
+            raise InputError(f"retrieval_id Mixed needs retrieval_ablation both, got {self.ablation}")
+        if self.pseudo_profile_size is not None and self.pseudo_profile_size < 1:
+            raise InputError(f"pseudo_profile_size must be >= 1, got {self.pseudo_profile_size}")
+
+    @property
+    def uses_random(self) -> bool:
+        sources = {self.input_retrieval_id, self.output_retrieval_id} if self.retrieval_id == "Mixed" \
+            else {self.retrieval_id}
+        return self.order == "random" or bool(sources & {"Random", "Full_Random", "RanBM25"})
+
+
+# ----------------------------------------------------------------------------- per-task rules
+
+def effective_ablation(spec: TaskSpec, ablation: str) -> str:
+    """The ablation as run: ``both`` for tasks without the ablation's prompt template (LaMP_1, LaMP_7)."""
+    return ablation if ABLATION_TEMPLATES[ablation] in spec.templates else "both"
+
+
+def prompt_template(spec: TaskSpec, ablation: str) -> str:
+    """The ``data.tasks`` prompt template name of an ablation for this task."""
+    return ABLATION_TEMPLATES[effective_ablation(spec, ablation)]
+
+
+def study_query(spec: TaskSpec, input_text: str) -> str:
+    """The study's BM25 query: the registry's, but all quoted strings for quote-based tasks (LaMP_1)."""
+    if spec.query_from_quotes:
+        return " ".join(_QUOTED.findall(input_text))
+    return spec.query(input_text)
+
+
+def guarded_profile(spec: TaskSpec, input_text: str, profile: Sequence[Mapping]) -> list[Mapping]:
+    """The profile without the first item that duplicates the question (the study's leakage guard)."""
+    if spec.query_from_quotes:
+        quoted = _QUOTED.findall(input_text)
+        leaked = quoted[0] if quoted else None
+    else:
+        leaked = spec.query(input_text)
+    field = spec.item_input_field or spec.item_output_field
+    profile = list(profile)
+    for i, item in enumerate(profile):
+        if item.get(field) == leaked:
+            return profile[:i] + profile[i + 1:]
+    return profile
+
+
+def study_document(spec: TaskSpec, item: Mapping, ablation: str) -> str:
+    """The study's BM25 document: input + output field, the input field alone for ``decouple``."""
+    fields = (spec.item_input_field,) if ablation == "decouple" else (spec.item_input_field,
+                                                                      spec.item_output_field)
+    return " ".join(str(item[field]) for field in fields if field)
+
+
+def study_bm25_scores(stats: QueryTerms, k1: float = BM25_K1, b: float = BM25_B) -> np.ndarray:
+    """The study's BM25 (spec A4): sum over distinct common terms of idf * tf*(k1+1)*tf_q / (tf + k1*norm)."""
+    n = len(stats.doc_len)
+    if not len(stats.terms):
+        return np.zeros(n)
+    df = stats.df[stats.terms]
+    idf = np.log((n - df + 0.5) / (df + 0.5) + 1)
+    query_tf = np.bincount(stats.query_terms, minlength=len(stats.terms))
+    norm = k1 * (1 - b + b * stats.doc_len / stats.doc_len.mean())
+    return (stats.tf * (k1 + 1) * query_tf / (stats.tf + norm[:, None])) @ idf
+
+
+# ----------------------------------------------------------------------------- k, target, order
+
+def resolve_k(k: float, profile_size: int) -> int:
+    """k as a count: a fraction of the profile when 0 < k < 1, else int(k)."""
+    return int(k * profile_size) if 0 < k < 1 else int(k)
+
+
+def target_window(ranked: Sequence[T], k: int, target: float) -> list[T]:
+    """Ranks [t, t + k) of ``ranked``; t = 0 (the top k) unless ``target`` is set (spec A4).
+
+    t is ``int(target)`` if target >= 1, else ``int(len(ranked) * target)``; if t + k reaches the end of
+    the ranking, nothing is taken (the study's rule, even when the window would just fit).
+    """
+    if not target:
+        return list(ranked[:k])
+    start = min(int(target) if target >= 1 else int(len(ranked) * target), len(ranked))
+    if start + k >= len(ranked):
+        return []
+    return list(ranked[start:start + k])
+
+
+def middle_order(items: Sequence[T]) -> list[T]:
+    """Best in the centre, relevance decreasing toward both ends: 5 -> [3,1,0,2,4], 4 -> [3,1,0,2]."""
+    n, half = len(items), len(items) // 2
+    if n % 2:
+        return [items[-2 - 2 * i] for i in range(half)] + [items[2 * i] for i in range(half + 1)]
+    return [items[-1 - 2 * i] for i in range(half)] + [items[2 * i] for i in range(half)]
+
+
+def apply_order(items: Sequence[T], order: str, ablation: str, seed: int) -> list[T]:
+    """Reorder a best-first list for the prompt (``ablation`` as run, see :func:`effective_ablation`)."""
+    if order == "end":
+        return list(items)[::-1]
+    if order == "middle":
+        return middle_order(items)
+    items = list(items)
+    if order == "random" and ablation == "both":
+        random.Random(seed).shuffle(items)
+    return items
+
+
+# ----------------------------------------------------------------------------- selection
+
+class StudySelector:
+    """Selects the prompt items of a split's examples under one :class:`StudySettings`.
+
+    ``pool``: the examples whose users cross-user retrievals draw from (the study: train + eval split).
+    ``stream``: names this selector's random stream, e.g. the split, so the eval selection does not
+    depend on whether the train split was selected first.
+    """
+
+    def __init__(self, spec: TaskSpec, settings: StudySettings, pool: Sequence[Example], stream: str):
+        settings.check()
+        self.spec, self.settings = spec, settings
+        self.ablation = effective_ablation(spec, settings.ablation)
+        self.rng = random.Random(f"{settings.seed}:{stream}")
+        self.profiles = [example.profile for example in pool]
+        self.cum_weights = list(accumulate(len(profile) for profile in self.profiles))
+        self.pseudo_size = settings.pseudo_profile_size or PSEUDO_PROFILE_SIZES.get(spec.name)
+        if self.pseudo_size is None:
+            self.pseudo_size = max(1, round(self.cum_weights[-1] / len(self.profiles))) if self.profiles else 1
+
+    def select(self, examples: Sequence[Example]) -> list[list[Mapping]]:
+        """Per example, its items in prompt order."""
+        settings = self.settings
+        if settings.retrieval_id == "Mixed":
+            inputs = self._retrieve(examples, settings.input_retrieval_id)
+            outputs = self._retrieve(examples, settings.output_retrieval_id)
+            field = self.spec.item_output_field
+            selected = [[{**item, field: other[field]} for item, other in zip(ins, outs)]
+                        for ins, outs in zip(inputs, outputs)]
+        else:
+            selected = self._retrieve(examples, settings.retrieval_id)
+        return [apply_order(items, settings.order, self.ablation, settings.seed) for items in selected]
+
+    def _retrieve(self, examples: Sequence[Example], retrieval_id: str) -> list[list[Mapping]]:
+        k = self.settings.k
+        if retrieval_id == "BM25":
+            return self._bm25(examples, [example.profile for example in examples])
+        if retrieval_id == "RanBM25":
+            return self._bm25(examples, [self._cross_user_items(self.pseudo_size) for _ in examples])
+        if retrieval_id == "Random":
+            return [self.rng.sample(list(example.profile), int(k)) if len(example.profile) >= int(k)
+                    else list(example.profile) for example in examples]
+        if retrieval_id == "Full_Random":
+            return [self._cross_user_items(int(k)) for _ in examples]
+        raise ValueError(f"unknown retrieval_id {retrieval_id!r}")
+
+    def _bm25(self, examples: Sequence[Example], profiles: Sequence[Sequence[Mapping]]) -> list[list[Mapping]]:
+        spec = self.spec
+        guarded = [guarded_profile(spec, example.input, profile) for example, profile in zip(examples, profiles)]
+        queries = [study_query(spec, example.input) for example in examples]
+        corpora = [[study_document(spec, item, self.ablation) for item in profile] for profile in guarded]
+        scores: list[np.ndarray] = [np.zeros(0)] * len(examples)
+        for index, stats in tqdm(term_statistics(queries, corpora), total=len(queries), desc="study bm25", unit="q"):
+            scores[index] = study_bm25_scores(stats)
+        selected = []
+        for profile, score in zip(guarded, scores):
+            ranked = [profile[i] for i in np.argsort(-score, kind="stable")]
+            selected.append(target_window(ranked, resolve_k(self.settings.k, len(profile)), self.settings.target))
+        return selected
+
+    def _cross_user_items(self, count: int) -> list[Mapping]:
+        """``count`` items pooled from ``count`` users drawn with replacement, weighted by profile size."""
+        if count <= 0:
+            return []
+        users = self.rng.choices(range(len(self.profiles)), cum_weights=self.cum_weights, k=count)
+        pooled = [item for user in users for item in self.profiles[user]]
+        return self.rng.sample(pooled, count)
+
+
+def result_dir(root: str | Path, model_name: str, settings: StudySettings, task_pattern: str,
+               task_name: str) -> Path:
+    """The run folder, named after the settings as in the study (spec A8):
+
+        <root>/<model>/<retrieval_id>[_<ablation>][/<in>_<out>]/<pattern>/<task>/<k>[_<target>][/<order>][/seed<s>]
+
+    with the ablation's own name as suffix (none for both) and one seed folder when anything is random.
+    """
+    method = settings.retrieval_id + ("" if settings.ablation == "both" else f"_{settings.ablation}")
+    path = Path(root) / Path(str(model_name).rstrip("/")).name / method
+    if settings.retrieval_id == "Mixed":
+        path /= f"{settings.input_retrieval_id}_{settings.output_retrieval_id}"
+    size = _number(settings.k) + (f"_{_number(settings.target)}" if settings.target else "")
+    path = path / task_pattern / task_name / size
+    if settings.order != "start":
+        path /= settings.order
+    if settings.uses_random:
+        path /= f"seed{settings.seed}"
+    return path
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)

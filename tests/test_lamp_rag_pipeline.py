@@ -1,0 +1,162 @@
+"""lamp_rag zero-shot pipeline: prompts, resumable generation, predictions/scores files, evaluate_llm CLI."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from data.cli import run
+from data.loaders import load_examples, read_golds
+from data.records import Example
+from data.tasks import get_task
+from lamp_rag import evaluate_llm
+from lamp_rag.pipeline import PARTIAL_FILE, build_prompts, generate_and_score, postprocess, resolve_prompt_style
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = REPO_ROOT / "data" / "sample" / "LaMP_4"
+QUESTIONS, OUTPUTS = SAMPLE / "dev_questions.json", SAMPLE / "dev_outputs.json"
+
+
+@pytest.fixture(scope="module")
+def tiny_handle(tiny_causal_lm):
+    from lm import load_model
+
+    return load_model(str(tiny_causal_lm), device="cpu")
+
+
+def evaluate(*argv: str) -> int:
+    return run(evaluate_llm.main, [str(a) for a in argv])
+
+
+@pytest.mark.parametrize("profile", [[], ["--use_profile", "--retriever", "bm25", "--num_retrieved", "2"]],
+                         ids=["no_profile", "bm25_top2"])
+def test_evaluate_llm_writes_gold_format_predictions_scores_and_config(tiny_causal_lm, tmp_path, capsys, profile):
+    out = tmp_path / "run"
+    code = evaluate("--task", "news_headline", "--model_addr", tiny_causal_lm, "--validation_data", QUESTIONS,
+                    "--validation_outputs", OUTPUTS, "--output_dir", out, "--limit", 5, "--max_new_tokens", 6,
+                    "--batch_size", 2, *profile)
+    assert code == 0
+    task, predictions = read_golds(out / "predictions.json")
+    assert task == "LaMP_4"                                   # canonical name, not the alias given
+    assert list(predictions) == [e.id for e in load_examples(QUESTIONS, task="LaMP_4", limit=5)]
+    assert all(isinstance(text, str) and "\n" not in text for text in predictions.values())
+    report = json.loads((out / "scores.json").read_text())
+    assert report["task"] == "LaMP_4" and report["num_examples"] == 5
+    assert set(report["metrics"]) == set(get_task("LaMP_4").metrics)
+    config = json.loads((out / "config.json").read_text())
+    assert config["args"]["task"] == "LaMP_4" and config["prompt_style"] == "chat"
+    assert config["args"]["use_profile"] is bool(profile)
+    printed = capsys.readouterr().out
+    assert str(out / "predictions.json") in printed and "LaMP_4 rouge-1:" in printed
+
+
+def test_profile_items_reach_the_prompt(tiny_handle):
+    spec = get_task("LaMP_4")
+    example = load_examples(QUESTIONS, OUTPUTS, limit=1)[0]
+    items = example.profile[:2]
+    chat = build_prompts(spec, [example], [items], resolve_prompt_style("auto", tiny_handle), tiny_handle.tokenizer)[0]
+    assert [m["role"] for m in chat] == ["user", "assistant", "user", "assistant", "user"]
+    assert chat[1]["content"] == items[0]["title"] and chat[-1]["content"] == example.input
+    official = build_prompts(spec, [example], None, "official", tiny_handle.tokenizer)[0]
+    assert official == example.input
+
+
+class CountingGenerate:
+    """Wraps handle.generate: counts calls and raises on call number ``fail_on`` (an interruption)."""
+
+    def __init__(self, generate, fail_on=None):
+        self.generate, self.fail_on, self.calls = generate, fail_on, 0
+
+    def __call__(self, prompts, **options):
+        self.calls += 1
+        if self.calls == self.fail_on:
+            raise KeyboardInterrupt
+        return self.generate(prompts, **options)
+
+
+def test_generation_resumes_from_finished_batches(tiny_handle, tmp_path, monkeypatch):
+    spec = get_task("LaMP_4")
+    examples = load_examples(QUESTIONS, OUTPUTS, limit=6)
+    prompts = build_prompts(spec, examples, None, "chat", tiny_handle.tokenizer)
+    options = {"max_new_tokens": 5, "batch_size": 2}
+
+    first = CountingGenerate(tiny_handle.generate, fail_on=2)
+    monkeypatch.setattr(tiny_handle, "generate", first)
+    with pytest.raises(KeyboardInterrupt):
+        generate_and_score(spec, tiny_handle, examples, prompts, tmp_path, options)
+    done = [json.loads(line) for line in (tmp_path / PARTIAL_FILE).read_text().splitlines()]
+    assert len(done) == 2 and not (tmp_path / "predictions.json").exists()
+
+    second = CountingGenerate(first.generate)
+    monkeypatch.setattr(tiny_handle, "generate", second)
+    scores = generate_and_score(spec, tiny_handle, examples, prompts, tmp_path, options)
+    assert second.calls == 2                                  # only the 4 unfinished examples, 2 per batch
+    _, predictions = read_golds(tmp_path / "predictions.json")
+    assert all(predictions[line["id"]] == postprocess(spec, line["output"]) for line in done)
+    assert set(scores) == {"rouge-1", "rouge-L"}
+
+    third = CountingGenerate(first.generate)
+    monkeypatch.setattr(tiny_handle, "generate", third)
+    generate_and_score(spec, tiny_handle, examples, prompts, tmp_path, {**options, "batch_size": 4})
+    assert third.calls == 0                                   # batch size does not change the text
+    generate_and_score(spec, tiny_handle, examples, prompts, tmp_path, {**options, "max_new_tokens": 3})
+    assert third.calls == 3                                   # other options: everything is generated again
+    assert len((tmp_path / PARTIAL_FILE).read_text().splitlines()) == 6
+
+
+def test_predictions_without_golds_are_written_but_not_scored(tiny_handle, tmp_path):
+    spec = get_task("LaMP_4")
+    examples = [Example(id="q1", input="Generate a headline for the following article: Markets fell.")]
+    prompts = build_prompts(spec, examples, None, "chat", tiny_handle.tokenizer)
+    assert generate_and_score(spec, tiny_handle, examples, prompts, tmp_path, {"max_new_tokens": 3}) == {}
+    assert read_golds(tmp_path / "predictions.json")[1].keys() == {"q1"}
+    assert not (tmp_path / "scores.json").exists()
+
+
+def test_postprocess_keeps_one_line_for_short_tasks_only():
+    text = "  \nFirst line\nsecond line \n"
+    assert postprocess(get_task("LaMP_4"), text) == "First line"
+    assert postprocess(get_task("LaMP_3"), "4\n\nbecause") == "4"
+    assert postprocess(get_task("LongLaMP_2"), text) == "First line\nsecond line"
+
+
+def outputs_of_another_task(tmp_path):
+    path = tmp_path / "lamp3_outputs.json"
+    path.write_text(json.dumps({"task": "LaMP_3", "golds": [{"id": "2000", "output": "5"}]}))
+    return path
+
+
+BAD_INPUTS = {
+    "missing_file": ("--validation_data", lambda tmp_path: tmp_path / "missing.json"),
+    "unknown_task": ("--task", lambda tmp_path: "LaMP_44"),
+    "outputs_of_another_task": ("--validation_outputs", outputs_of_another_task),
+    "questions_as_outputs": ("--validation_outputs", lambda tmp_path: QUESTIONS),
+}
+
+
+@pytest.mark.parametrize("flag,value", BAD_INPUTS.values(), ids=BAD_INPUTS.keys())
+def test_bad_input_is_one_line_exit_2_and_no_output(tiny_causal_lm, tmp_path, capsys, flag, value):
+    args = {"--task": "LaMP_4", "--model_addr": tiny_causal_lm, "--validation_data": QUESTIONS,
+            "--validation_outputs": OUTPUTS, "--output_dir": tmp_path / "run", flag: value(tmp_path)}
+    assert evaluate(*[part for pair in args.items() for part in pair]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert not (tmp_path / "run").exists()
+
+
+def test_help_names_the_default_prompt_style():
+    result = subprocess.run([sys.executable, "-m", "lamp_rag.evaluate_llm", "--help"], cwd=REPO_ROOT,
+                            capture_output=True, text=True, check=True)
+    assert "chat" in result.stdout and "official" in result.stdout and "FlanT5" in result.stdout
+
+
+@pytest.mark.realmodel
+def test_default_model_generates_headlines(tmp_path):
+    out = tmp_path / "run"
+    assert evaluate("--task", "LaMP_4", "--model_addr", "default", "--validation_data", QUESTIONS,
+                    "--validation_outputs", OUTPUTS, "--output_dir", out, "--limit", 2, "--use_profile",
+                    "--num_retrieved", 1, "--max_new_tokens", 16) == 0
+    _, predictions = read_golds(out / "predictions.json")
+    assert len(predictions) == 2 and all(text.strip() for text in predictions.values())
+    assert 0.0 <= json.loads((out / "scores.json").read_text())["metrics"]["rouge-1"] <= 1.0
