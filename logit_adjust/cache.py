@@ -1,0 +1,60 @@
+"""On-disk cache helpers: content digests, encoder identity, atomic tensor files."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable
+
+from data.io import cache_dir
+
+
+def default_cache_root() -> Path:
+    """$LAMPKIT_CACHE/logit_adjust: token embeddings and user vectors shared by every run."""
+    return cache_dir() / "logit_adjust"
+
+
+def digest(parts: Iterable[str], length: int = 16) -> str:
+    """A short sha256 of strings; parts are NUL-separated so ("ab", "c") != ("a", "bc")."""
+    sha = hashlib.sha256()
+    for part in parts:
+        sha.update(part.encode("utf-8"))
+        sha.update(b"\0")
+    return sha.hexdigest()[:length]
+
+
+def encoder_id(encoder) -> str:
+    """Name of an encoder's weights for cache keys: folder name plus a digest of its path and config."""
+    source = str(encoder.model.name_or_path)
+    config = json.dumps(encoder.model.config.to_dict(), sort_keys=True, default=str)
+    return f"{Path(source).name or 'encoder'}-{digest([source, config], 10)}"
+
+
+def save_tensors(obj: Any, path: Path) -> Path:
+    """torch.save through a temp file and a rename, so a reader never sees a partial file."""
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(obj, handle)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_tensors(path: Path) -> Any | None:
+    """A cached object, or None when the file is absent or unreadable (it is then recomputed)."""
+    import torch
+
+    if not path.is_file():
+        return None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError):
+        return None
