@@ -100,6 +100,16 @@ def add_task_argument(parser: argparse.ArgumentParser, *flags: str, required: bo
                              "(`python -m data.tasks ls` lists them)")
 
 
+def add_workers_argument(parser: argparse.ArgumentParser, work: str) -> None:
+    def positive(value: str) -> int:
+        if not value.isdigit() or int(value) < 1:
+            raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {value!r}")
+        return int(value)
+
+    parser.add_argument("--workers", type=positive, default=None,
+                        help=f"processes for {work} (default: all CPU cores; results do not depend on it)")
+
+
 def add_model_arguments(parser: argparse.ArgumentParser, *flags: str, default: str | None = "default") -> None:
     group = parser.add_argument_group("model")
     group.add_argument(*(flags or ("--model_name",)), dest="model_name", default=default,

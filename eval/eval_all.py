@@ -23,7 +23,7 @@ import tempfile
 import zipfile
 from typing import Sequence
 
-from data.cli import run
+from data.cli import add_workers_argument, run
 from data.errors import InputError, input_error
 from data.io import atomic_write_json, read_json
 from data.tasks import list_tasks
@@ -43,8 +43,7 @@ def make_parser() -> argparse.ArgumentParser:
                         help="fail when a task of the golds has no predictions")
     parser.add_argument("--allow_missing", action="store_true",
                         help="score gold ids without a prediction, and empty predictions, as empty outputs")
-    parser.add_argument("--workers", type=int, default=None,
-                        help="processes for ROUGE/METEOR on large files (default: all CPU cores)")
+    add_workers_argument(parser, "ROUGE/METEOR on large files")
     return parser
 
 

@@ -23,7 +23,7 @@ if __package__ in (None, ""):  # run as a file: make the repository importable i
 import argparse
 from typing import Sequence
 
-from data.cli import add_task_argument, run
+from data.cli import add_task_argument, add_workers_argument, run
 from data.errors import InputError
 from data.io import atomic_write_json
 from data.tasks import get_task
@@ -42,8 +42,7 @@ def make_parser() -> argparse.ArgumentParser:
                         help="also write each example's scores by id (per-example metrics only)")
     parser.add_argument("--allow_missing", action="store_true",
                         help="score gold ids without a prediction, and empty predictions, as empty outputs")
-    parser.add_argument("--workers", type=int, default=None,
-                        help="processes for ROUGE/METEOR/BLEU on large files (default: all CPU cores)")
+    add_workers_argument(parser, "ROUGE/METEOR/BLEU on large files")
     group = parser.add_argument_group("comparison (paired bootstrap)")
     group.add_argument("--compare", type=Path, metavar="PREDS2",
                        help="second predictions file: confidence interval of PREDS2 - PREDS per metric")

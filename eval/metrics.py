@@ -31,11 +31,7 @@ from __future__ import annotations
 import difflib
 import functools
 import math
-import multiprocessing
-import os
 import re
-import sys
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
@@ -43,6 +39,7 @@ import numpy as np
 from tqdm import tqdm
 
 from data.errors import InputError
+from data.parallel import default_workers, ordered_map
 from data.tasks import TaskSpec, get_task
 
 CHUNK_SIZE = 200               # examples per unit of work handed to a worker process
@@ -312,41 +309,19 @@ def _worker_count(workers: int | None, predictions: Sequence[str], references: S
     text_size = sum(map(len, predictions)) + sum(map(len, references))
     if text_size < PARALLEL_MIN_CHARS:
         return 1
-    return max(1, min(workers or os.cpu_count() or 1, num_chunks - 1))  # the parent scores the first chunk
-
-
-def _pool_context() -> multiprocessing.context.BaseContext:
-    # fork on Linux: workers start at once and inherit the libraries and WordNet the parent has loaded
-    # (spawn re-imports nltk and re-reads WordNet, ~7 s per worker). They run pure-Python metric code
-    # only, never torch/OpenMP, so a caller's model threads cannot deadlock them.
-    return multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
+    return min(default_workers(workers), num_chunks - 1)  # the parent scores the first chunk
 
 
 def _chunked_stats(names: tuple[str, ...], spec: TaskSpec, predictions: Sequence[str],
                    references: Sequence[str], workers: int | None) -> dict[str, np.ndarray]:
-    """Run the metrics chunk by chunk, in worker processes when worthwhile; chunks keep their order."""
+    """Run the metrics chunk by chunk, in worker processes when worthwhile; chunks keep their order.
+
+    The worker processes run pure-Python metric code only, never torch, so forking them is safe."""
     jobs = [(names, spec.name, list(predictions[i:i + CHUNK_SIZE]), list(references[i:i + CHUNK_SIZE]))
             for i in range(0, len(references), CHUNK_SIZE)]
     processes = _worker_count(workers, predictions, references, len(jobs))
-    with tqdm(total=len(jobs), desc=f"{spec.name} {'/'.join(names)}", unit="chunk",
-              disable=len(jobs) < 2) as progress:
-        # The first chunk runs here: it loads the scorers (and WordNet, whose absence then raises cleanly)
-        # before any worker is forked.
-        parts = [_score_chunk(jobs[0])]
-        progress.update()
-        if processes == 1:
-            for job in jobs[1:]:
-                parts.append(_score_chunk(job))
-                progress.update()
-        else:
-            # Unlike multiprocessing.Pool, which hangs when a worker dies, this raises BrokenProcessPool.
-            pool = ProcessPoolExecutor(max_workers=processes, mp_context=_pool_context())
-            try:
-                for part in pool.map(_score_chunk, jobs[1:]):
-                    parts.append(part)
-                    progress.update()
-            finally:
-                pool.shutdown(cancel_futures=True)
+    parts = list(tqdm(ordered_map(_score_chunk, jobs, processes), total=len(jobs),
+                      desc=f"{spec.name} {'/'.join(names)}", unit="chunk", disable=len(jobs) < 2))
     return {name: np.concatenate([part[name] for part in parts]) for name in names}
 
 
@@ -379,7 +354,7 @@ def compute_metrics(task: str, predictions: Sequence[str], references: Sequence[
                     metrics: Sequence[str] | str | None = None, workers: int | None = None) -> dict[str, float]:
     """Metric values for aligned predictions/references; metrics=None: the task's defaults.
 
-    workers: processes for the slow text metrics (default os.cpu_count(); results do not depend on it).
+    workers: processes for the slow text metrics (default every core; results do not depend on it).
     """
     return aggregate(task, example_stats(task, predictions, references, metrics, workers))
 

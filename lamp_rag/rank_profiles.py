@@ -16,7 +16,7 @@ import argparse
 from pathlib import Path
 from typing import Sequence
 
-from data.cli import add_task_argument, run, write_config
+from data.cli import add_task_argument, add_workers_argument, run, write_config
 from data.errors import InputError, input_error
 from lamp_rag.retrieval import RANKERS
 
@@ -38,6 +38,7 @@ def make_parser() -> argparse.ArgumentParser:
                         help="contriever: 'default' (packaged all-MiniLM-L6-v2, offline) or an HF encoder "
                              "folder / cached hub id such as facebook/contriever (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="random: seed of the permutations")
+    add_workers_argument(parser, "bm25 on large files")
     return parser
 
 
@@ -63,7 +64,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         encoder = load_encoder(args.contriever_checkpoint)
     rankings = rank_examples(spec, examples, args.ranker, use_date=args.use_date, encoder=encoder,
-                             seed=args.seed, batch_size=args.batch_size)
+                             seed=args.seed, batch_size=args.batch_size,
+                             workers=args.workers)
     atomic_write_json(args.output_ranking_addr, {example.id: ranking for example, ranking
                                                  in zip(examples, rankings)})
     write_config(args.output_ranking_addr.parent, args, output=str(args.output_ranking_addr))

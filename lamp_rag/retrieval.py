@@ -28,19 +28,21 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 from itertools import chain
-from typing import Iterator, Mapping, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from data.errors import input_error
+from data.parallel import default_workers, forks_workers, ordered_map
 from data.records import Example
 from data.tasks import TaskSpec
 
 RANKERS = ("bm25", "contriever", "recency", "random")
 BM25_K1, BM25_B, BM25_EPSILON = 1.5, 0.75, 0.25
+PARALLEL_MIN_CHUNKS = 32   # below this many chunks, worker processes cost more than they save
 CHUNK_CORPORA = 8           # corpora per Arrow call: small buffers are reused warm (64 was 1.5x slower)
 # Separator tokens between documents: the first character that occurs in none of a chunk's texts.
 _SEPARATOR_CANDIDATES = "\x00\x01\x02\x03" + "".join(map(chr, range(0xE000, 0xE100)))
@@ -72,45 +74,94 @@ def term_statistics(queries: Sequence[str], corpora: Sequence[Sequence[str]]) ->
     loop over tokens. Questions asking the same corpus (time-based LaMP splits, OPPU/CoPe users) share
     one tokenization of it, so results come grouped by corpus, not in input order.
     """
-    import pyarrow.compute as pc
+    empty, chunks = _corpus_chunks(queries, corpora)
+    for index in empty:
+        yield index, _NO_TERMS
+    for chunk in chunks:
+        yield from _chunk_statistics(queries, chunk, _SCRATCH)
 
+
+def map_term_statistics(queries: Sequence[str], corpora: Sequence[Sequence[str]],
+                        score: Callable[[QueryTerms], np.ndarray], workers: int | None = None,
+                        progress: bool = False, desc: str = "bm25") -> list[np.ndarray]:
+    """``[score(stats of question i)]`` for every question; chunks of corpora are spread over ``workers``
+    processes (default: every core) when there are enough of them and processes can be forked (Linux).
+    Processes, not threads: Arrow's hashing kernels hold the GIL."""
+    results = [np.zeros(0)] * len(queries)
+    empty, chunks = _corpus_chunks(queries, corpora)
+    for index in empty:
+        results[index] = score(_NO_TERMS)
+    processes = default_workers(workers) if len(chunks) >= PARALLEL_MIN_CHUNKS and forks_workers() else 1
+    global _WORK
+    # Forked workers inherit the texts through this global; a job is only a chunk number (pickling the
+    # texts to the workers cost a third of the work).
+    _WORK = (queries, chunks, score)
+    try:
+        with tqdm(total=len(queries), initial=len(empty), desc=desc, unit="q", disable=not progress) as bar:
+            for done in ordered_map(_score_chunk, range(len(chunks)), processes):
+                for index, result in done:
+                    results[index] = result
+                bar.update(len(done))
+    finally:
+        _WORK = None
+    return results
+
+
+_WORK = None   # (queries, chunks, score) of the running map_term_statistics call
+
+
+def _score_chunk(chunk_number: int) -> list[tuple[int, np.ndarray]]:
+    queries, chunks, score = _WORK
+    return [(index, score(stats)) for index, stats in _chunk_statistics(queries, chunks[chunk_number], _SCRATCH)]
+
+
+_EMPTY = np.zeros(0, np.int64)
+_NO_TERMS = QueryTerms(_EMPTY, _EMPTY, _EMPTY, _EMPTY, np.zeros((0, 0), np.int64))
+
+
+def _corpus_chunks(queries: Sequence[str], corpora: Sequence[Sequence[str]]):
+    """Indices of questions with an empty corpus, and chunks of ``(corpus, [indices of its questions])``."""
     if len(queries) != len(corpora):
         raise ValueError(f"{len(queries)} queries for {len(corpora)} corpora")
     askers: dict[tuple[str, ...], list[int]] = {}
+    empty = []
     for index, corpus in enumerate(corpora):
         if corpus:
             askers.setdefault(tuple(corpus), []).append(index)
         else:
-            nothing = np.zeros(0, np.int64)
-            yield index, QueryTerms(nothing, nothing, nothing, nothing, np.zeros((0, 0), np.int64))
+            empty.append(index)
     groups = list(askers.items())
-    distinct = _DistinctPairs()
-    for start in range(0, len(groups), CHUNK_CORPORA):
-        chunk = groups[start:start + CHUNK_CORPORA]
-        everything = "".join(chain(*(corpus for corpus, _ in chunk),
-                                   (queries[index] for _, indices in chunk for index in indices)))
-        separator = _separator(everything)
-        texts = []
-        for corpus, indices in chunk:
-            # "SEP d0 SEP d1 ... SEP dn-1": the separator is the first token (id 0) and opens each document.
-            texts.append(f"{separator} {f' {separator} '.join(corpus)}".rstrip())
-            # An empty query becomes one "" token, which is never a profile term.
-            texts.extend(queries[index].strip() for index in indices)
-        # Python's whitespace \x1c-\x1f is not whitespace to Arrow's ASCII kernel (twice as fast as UTF-8's).
-        ascii_kernel = (everything.isascii() and separator.isascii()
-                        and not any(c in everything for c in "\x1c\x1d\x1e\x1f"))
-        tokens = _split_whitespace(texts, ascii_kernel)
-        offsets = tokens.offsets.to_numpy()
-        first_text = 0
-        for corpus, indices in chunk:
-            bounds = offsets[first_text:first_text + len(indices) + 2] - offsets[first_text]
-            # The corpus first: its terms get ids 1..V in order of first occurrence (rank_bm25's order);
-            # tokens seen only in a query get ids above V.
-            ids = pc.dictionary_encode(tokens.values.slice(offsets[first_text], bounds[-1])).indices.to_numpy()
-            profile = _Profile(ids[:bounds[1]], len(corpus), distinct)
-            for k, index in enumerate(indices):
-                yield index, profile.query_terms(ids[bounds[k + 1]:bounds[k + 2]])
-            first_text += len(indices) + 1
+    return empty, [groups[start:start + CHUNK_CORPORA] for start in range(0, len(groups), CHUNK_CORPORA)]
+
+
+def _chunk_statistics(queries: Sequence[str], chunk, distinct: _DistinctPairs) -> Iterator[tuple[int, QueryTerms]]:
+    """Tokenize one chunk of corpora and their questions in a few Arrow calls."""
+    import pyarrow.compute as pc
+
+    everything = "".join(chain(*(corpus for corpus, _ in chunk),
+                               (queries[index] for _, indices in chunk for index in indices)))
+    separator = _separator(everything)
+    texts = []
+    for corpus, indices in chunk:
+        # "SEP d0 SEP d1 ... SEP dn-1": the separator is the first token (id 0) and opens each document.
+        texts.append(f"{separator} {f' {separator} '.join(corpus)}".rstrip())
+        # An empty query becomes one "" token, which is never a profile term.
+        texts.extend(queries[index].strip() for index in indices)
+    # Python's whitespace \x1c-\x1f is not whitespace to Arrow's ASCII kernel (twice as fast as UTF-8's).
+    ascii_kernel = (everything.isascii() and separator.isascii()
+                    and not any(c in everything for c in "\x1c\x1d\x1e\x1f"))
+    tokens = _split_whitespace(texts, ascii_kernel)
+    offsets = tokens.offsets.to_numpy()
+    first_text = 0
+    for corpus, indices in chunk:
+        bounds = offsets[first_text:first_text + len(indices) + 2] - offsets[first_text]
+        # The corpus first: its terms get ids 1..V in order of first occurrence (rank_bm25's order);
+        # tokens seen only in a query get ids above V.
+        ids = pc.dictionary_encode(tokens.values.slice(offsets[first_text], bounds[-1])).indices.to_numpy()
+        profile = _Profile(ids[:bounds[1]], len(corpus), distinct)
+        for k, index in enumerate(indices):
+            yield index, profile.query_terms(ids[bounds[k + 1]:bounds[k + 2]])
+        first_text += len(indices) + 1
 
 
 class _Profile:
@@ -166,6 +217,9 @@ class _DistinctPairs:
         return self.slots[keys] == positions
 
 
+_SCRATCH = _DistinctPairs()   # per process: worker processes get their own copy when forked
+
+
 def _split_whitespace(texts: list[str], ascii_kernel: bool):
     """Arrow ListArray of the texts' whitespace tokens; lone surrogates go in as ``surrogatepass`` bytes,
     which the UTF-8 kernel keeps inside their tokens."""
@@ -219,17 +273,15 @@ def okapi_scores(stats: QueryTerms, k1: float = BM25_K1, b: float = BM25_B,
 
 
 def bm25_scores(queries: Sequence[str], corpora: Sequence[Sequence[str]], k1: float = BM25_K1,
-                b: float = BM25_B, epsilon: float = BM25_EPSILON, progress: bool = False) -> list[np.ndarray]:
+                b: float = BM25_B, epsilon: float = BM25_EPSILON, workers: int | None = None,
+                progress: bool = False) -> list[np.ndarray]:
     """Per question, the BM25Okapi scores of its own documents, equal to
     ``rank_bm25.BM25Okapi([d.split() for d in corpus], k1=k1, b=b, epsilon=epsilon).get_scores(query.split())``.
 
     An empty corpus gives an empty array and a corpus without any token zeros (rank_bm25 divides by zero).
     """
-    scores = [np.zeros(0)] * len(queries)
-    for index, stats in tqdm(term_statistics(queries, corpora), total=len(queries), desc="bm25", unit="q",
-                             disable=not progress):
-        scores[index] = okapi_scores(stats, k1, b, epsilon)
-    return scores
+    return map_term_statistics(queries, corpora, partial(okapi_scores, k1=k1, b=b, epsilon=epsilon),
+                               workers=workers, progress=progress)
 
 
 def bm25_order(scores: np.ndarray) -> np.ndarray:
@@ -290,8 +342,9 @@ def random_order(example: Example, seed: int) -> list[int]:
 # ----------------------------------------------------------------------------- public API
 
 def rank_indices(spec: TaskSpec, examples: Sequence[Example], ranker: str, use_date: bool = False,
-                 encoder=None, seed: int = 0, batch_size: int = 64, progress: bool = True) -> list[list[int]]:
-    """Per example, the indices of all its profile items, best first."""
+                 encoder=None, seed: int = 0, batch_size: int = 64, progress: bool = True,
+                 workers: int | None = None) -> list[list[int]]:
+    """Per example, the indices of all its profile items, best first (``workers``: bm25 processes)."""
     if ranker not in RANKERS:
         raise ValueError(f"unknown ranker {ranker!r}; available: {', '.join(RANKERS)}")
     if ranker == "recency":
@@ -301,7 +354,7 @@ def rank_indices(spec: TaskSpec, examples: Sequence[Example], ranker: str, use_d
     queries = [spec.query(example.input) for example in examples]
     corpora = [[spec.document(item, use_date) for item in example.profile] for example in examples]
     if ranker == "bm25":
-        return [bm25_order(s).tolist() for s in bm25_scores(queries, corpora, progress=progress)]
+        return [bm25_order(s).tolist() for s in bm25_scores(queries, corpora, workers=workers, progress=progress)]
     if encoder is None:
         from lm import load_encoder
 
@@ -310,10 +363,11 @@ def rank_indices(spec: TaskSpec, examples: Sequence[Example], ranker: str, use_d
 
 
 def rank_examples(spec: TaskSpec, examples: Sequence[Example], ranker: str, use_date: bool = False,
-                  encoder=None, seed: int = 0, batch_size: int = 64, progress: bool = True) -> list[list[str]]:
+                  encoder=None, seed: int = 0, batch_size: int = 64, progress: bool = True,
+                  workers: int | None = None) -> list[list[str]]:
     """Per example, the ids of all its profile items, best first (the rank_profiles output)."""
     orders = rank_indices(spec, examples, ranker, use_date=use_date, encoder=encoder, seed=seed,
-                          batch_size=batch_size, progress=progress)
+                          batch_size=batch_size, progress=progress, workers=workers)
     return [[str(example.profile[i]["id"]) for i in order] for example, order in zip(examples, orders)]
 
 

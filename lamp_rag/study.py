@@ -44,7 +44,7 @@ from tqdm.auto import tqdm
 from data.errors import InputError
 from data.records import Example
 from data.tasks import TaskSpec
-from lamp_rag.retrieval import BM25_B, BM25_K1, QueryTerms, term_statistics
+from lamp_rag.retrieval import BM25_B, BM25_K1, QueryTerms, map_term_statistics
 
 RETRIEVAL_IDS = ("BM25", "Random", "Full_Random", "Mixed", "RanBM25")
 MIXED_SOURCES = ("BM25", "Random", "Full_Random")
@@ -242,9 +242,7 @@ class StudySelector:
         guarded = [guarded_profile(spec, example.input, profile) for example, profile in zip(examples, profiles)]
         queries = [study_query(spec, example.input) for example in examples]
         corpora = [[study_document(spec, item, self.ablation) for item in profile] for profile in guarded]
-        scores: list[np.ndarray] = [np.zeros(0)] * len(examples)
-        for index, stats in tqdm(term_statistics(queries, corpora), total=len(queries), desc="study bm25", unit="q"):
-            scores[index] = study_bm25_scores(stats)
+        scores = map_term_statistics(queries, corpora, study_bm25_scores, progress=True, desc="study bm25")
         selected = []
         for profile, score in zip(guarded, scores):
             ranked = [profile[i] for i in np.argsort(-score, kind="stable")]

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from data.errors import InputError
+from data import parallel
 from eval import metrics
 from eval.bootstrap import paired_bootstrap
 from eval.metrics import compute_metrics, example_stats, per_example_scores, resolve_metrics
@@ -188,15 +189,15 @@ def test_workers_two_gives_results_identical_to_one(monkeypatch):
     serial = example_stats("LongLaMP_4", predictions, references, names, workers=1)
 
     contexts = []
-    real_get_context = metrics.multiprocessing.get_context
-    monkeypatch.setattr(metrics.multiprocessing, "get_context",
+    real_get_context = parallel.multiprocessing.get_context
+    monkeypatch.setattr(parallel.multiprocessing, "get_context",
                         lambda method: contexts.append(method) or real_get_context(method))
     monkeypatch.setattr(metrics, "PARALLEL_MIN_CHARS", 0)
     monkeypatch.setattr(metrics, "CHUNK_SIZE", 7)
-    parallel = example_stats("LongLaMP_4", predictions, references, names, workers=2)
+    in_workers = example_stats("LongLaMP_4", predictions, references, names, workers=2)
     assert len(contexts) == 1  # the worker pool was used
     for name in names:
-        assert np.array_equal(serial[name], parallel[name]), name
+        assert np.array_equal(serial[name], in_workers[name]), name
 
 
 def test_score_predictions_matches_by_id_in_memory():
