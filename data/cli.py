@@ -34,6 +34,15 @@ def run(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] 
         return 130
 
 
+def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """``parser.parse_args(argv)``; with ``exit_on_error=False`` parsers a bad value becomes an InputError,
+    so :func:`run` reports it in one line."""
+    try:
+        return parser.parse_args(argv)
+    except argparse.ArgumentError as err:
+        raise InputError(str(err)) from None
+
+
 def setup_logging(output_dir: str | Path | None = None, level: int = logging.INFO) -> None:
     """Log to stderr and, when given, to <output_dir>/run.log."""
     handlers: list[logging.Handler] = [logging.StreamHandler()]

@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Sequence
 
 from data.cli import (add_generation_arguments, add_model_arguments, add_retrieval_arguments, add_task_argument,
-                      generation_options, run, setup_logging, write_config)
-from data.errors import InputError, input_error
+                      generation_options, parse_args, run, setup_logging, write_config)
+from data.errors import input_error
 from data.prompts import PROMPT_STYLES
 
 log = logging.getLogger("lampkit.lamp_rag")
@@ -59,10 +59,7 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    try:
-        args = make_parser().parse_args(argv)
-    except argparse.ArgumentError as err:
-        raise InputError(str(err)) from None
+    args = parse_args(make_parser(), argv)
     from data.loaders import load_examples
     from data.tasks import get_task
     from lamp_rag.pipeline import build_prompts, generate_and_score, resolve_prompt_style, retrieve_items

@@ -19,8 +19,8 @@ import argparse
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from data.cli import add_task_argument, run, write_config
-from data.errors import InputError, input_error
+from data.cli import add_task_argument, parse_args, run, write_config
+from data.errors import input_error
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -62,10 +62,7 @@ def reorder_profile(profile: Sequence[Mapping], ranked_ids: Sequence, question_i
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    try:
-        args = make_parser().parse_args(argv)
-    except argparse.ArgumentError as err:
-        raise InputError(str(err)) from None
+    args = parse_args(make_parser(), argv)
     from data.io import atomic_write_json, read_json
     from data.loaders import lamp_question, load_examples, read_golds
 

@@ -38,8 +38,8 @@ from pathlib import Path
 from typing import Sequence
 
 from data.cli import (REPO_ROOT, add_generation_arguments, add_model_arguments, add_task_argument,
-                      generation_options, run, setup_logging, write_config)
-from data.errors import InputError, input_error
+                      generation_options, parse_args, run, setup_logging, write_config)
+from data.errors import input_error
 from lamp_rag.study import ABLATIONS, MIXED_SOURCES, ORDERS, RETRIEVAL_IDS
 
 log = logging.getLogger("lampkit.lamp_rag")
@@ -136,10 +136,7 @@ def _outputs_file(folder: Path, split: str) -> Path | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    try:
-        args = make_parser().parse_args(argv)
-    except argparse.ArgumentError as err:
-        raise InputError(str(err)) from None
+    args = parse_args(make_parser(), argv)
     from data.loaders import load_examples
     from data.tasks import get_task
     from lamp_rag.study import StudySelector, effective_ablation, prompt_template, result_dir

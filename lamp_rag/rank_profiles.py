@@ -16,7 +16,7 @@ import argparse
 from pathlib import Path
 from typing import Sequence
 
-from data.cli import add_task_argument, add_workers_argument, run, write_config
+from data.cli import add_task_argument, add_workers_argument, parse_args, run, write_config
 from data.errors import InputError, input_error
 from lamp_rag.retrieval import RANKERS
 
@@ -43,10 +43,7 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    try:
-        args = make_parser().parse_args(argv)
-    except argparse.ArgumentError as err:
-        raise InputError(str(err)) from None
+    args = parse_args(make_parser(), argv)
     if args.batch_size < 1:
         raise InputError(f"--batch_size must be at least 1, got {args.batch_size}")
     from data.io import atomic_write_json

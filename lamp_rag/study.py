@@ -39,7 +39,6 @@ from pathlib import Path
 from typing import Mapping, Sequence, TypeVar
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from data.errors import InputError
 from data.records import Example

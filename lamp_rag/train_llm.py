@@ -29,7 +29,8 @@ import logging
 from pathlib import Path
 from typing import Sequence
 
-from data.cli import add_model_arguments, add_retrieval_arguments, add_task_argument, run, setup_logging, write_config
+from data.cli import (add_model_arguments, add_retrieval_arguments, add_task_argument, parse_args, run,
+                      setup_logging, write_config)
 from data.errors import InputError, input_error
 from data.prompts import PROMPT_STYLES
 from lamp_rag.training import TrainingOptions
@@ -73,10 +74,7 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    try:
-        args = make_parser().parse_args(argv)
-    except argparse.ArgumentError as err:
-        raise InputError(str(err)) from None
+    args = parse_args(make_parser(), argv)
     if args.backend == "vllm":
         raise InputError("--backend vllm cannot train; train_llm uses the hf backend")
     from data.loaders import load_examples

@@ -14,9 +14,8 @@ import argparse
 from pathlib import Path
 from typing import Sequence
 
-from data.cli import add_task_argument, run
-from data.errors import InputError
-from logit_adjust.main import TOKEN_MAP_CHOICES
+from data.cli import add_task_argument, parse_args, run
+from logit_adjust.main import add_user_bias_arguments
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -26,20 +25,14 @@ def make_parser() -> argparse.ArgumentParser:
     add_task_argument(parser, required=False)
     parser.set_defaults(task="LongLaMP_2")
     parser.add_argument("--model_name", default="default", help="language model (default: %(default)s)")
-    parser.add_argument("--encoder", default="default", help="sentence encoder (default: %(default)s)")
-    parser.add_argument("--token_map", default="sbert_vocab", choices=TOKEN_MAP_CHOICES)
+    add_user_bias_arguments(parser)
     parser.add_argument("--beta", type=float, default=1.0, help="bias strength (default: %(default)s)")
     parser.add_argument("--max_new_tokens", type=int, default=48, help="(default: %(default)s)")
-    parser.add_argument("--cache_dir", type=Path, default=None,
-                        help="token embeddings and user vectors (default: $LAMPKIT_CACHE/logit_adjust)")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    try:
-        args = make_parser().parse_args(argv)
-    except argparse.ArgumentError as err:
-        raise InputError(str(err)) from None
+    args = parse_args(make_parser(), argv)
     from data.loaders import load_examples
     from data.tasks import get_task
     from lm import load_encoder, load_model

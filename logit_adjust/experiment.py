@@ -193,7 +193,7 @@ def results_table(results: Mapping) -> str:
     """Markdown: the scores per beta, then personalized - baseline with its paired bootstrap interval."""
     names = metric_columns(results)
     header = "| beta | " + " | ".join(_heading(n) for n in names) + " |\n|---|" + "---|" * len(names) + "\n"
-    scores = [f"| 0 (baseline) | " + " | ".join(f"{results['baseline'][n]:.4f}" for n in names) + " |"]
+    scores = ["| 0 (baseline) | " + " | ".join(f"{results['baseline'][n]:.4f}" for n in names) + " |"]
     differences = []
     for beta, section in results["personalized"].items():
         scores.append(f"| {beta} | " + " | ".join(f"{section[n]:.4f}" for n in names) + " |")

@@ -26,10 +26,20 @@ import argparse
 from pathlib import Path
 from typing import Sequence
 
-from data.cli import add_generation_arguments, add_model_arguments, add_task_argument, run
-from data.errors import InputError
+from data.cli import add_generation_arguments, add_model_arguments, add_task_argument, parse_args, run
 
 TOKEN_MAP_CHOICES = ("sbert_vocab", "unigram")     # logit_adjust.token_maps.TOKEN_MAPS, without importing torch
+
+
+def add_user_bias_arguments(parser: argparse.ArgumentParser) -> None:
+    """--token_map, --encoder and --cache_dir, shared by main, demo and scripts/bench_logit_adjust.py."""
+    parser.add_argument("--token_map", default="sbert_vocab", choices=TOKEN_MAP_CHOICES,
+                        help="how vocabulary tokens are scored for a user (default: %(default)s)")
+    parser.add_argument("--encoder", default="default",
+                        help="sentence encoder for user vectors and token embeddings: 'default' (packaged "
+                             "all-MiniLM-L6-v2) or an encoder folder (default: %(default)s)")
+    parser.add_argument("--cache_dir", type=Path, default=None,
+                        help="token embeddings and user vectors (default: $LAMPKIT_CACHE/logit_adjust)")
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -47,11 +57,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--beta", type=float, nargs="+", default=[0.1],
                         help="bias strength(s) in logits per standard deviation; several values share one "
                              "baseline and add a plot (default: %(default)s)")
-    parser.add_argument("--token_map", default="sbert_vocab", choices=TOKEN_MAP_CHOICES,
-                        help="how vocabulary tokens are scored for a user (default: %(default)s)")
-    parser.add_argument("--encoder", default="default",
-                        help="sentence encoder for user vectors and token embeddings: 'default' (packaged "
-                             "all-MiniLM-L6-v2) or an encoder folder (default: %(default)s)")
+    add_user_bias_arguments(parser)
     parser.add_argument("--prompt_style", default="auto", choices=("auto", "raw", "chat"),
                         help="raw: the input string; chat: the input as one user turn of the chat template; "
                              "auto: follow --chat (default: %(default)s)")
@@ -59,18 +65,13 @@ def make_parser() -> argparse.ArgumentParser:
                         help="seeds --seed, --seed+1, ... for sampling; greedy/beam use one (default: %(default)s)")
     parser.add_argument("--bootstrap_samples", type=int, default=1000, help="paired bootstrap resamples")
     parser.add_argument("--output_dir", type=Path, required=True, help="folder for every output (see below)")
-    parser.add_argument("--cache_dir", type=Path, default=None,
-                        help="token embeddings and user vectors (default: $LAMPKIT_CACHE/logit_adjust)")
     add_model_arguments(parser)
     add_generation_arguments(parser)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    try:
-        args = make_parser().parse_args(argv)
-    except argparse.ArgumentError as err:
-        raise InputError(str(err)) from None
+    args = parse_args(make_parser(), argv)
     from logit_adjust.experiment import run_experiment
 
     run_experiment(args)

@@ -22,7 +22,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))       # run as a plain script from any folder
 
 from data.cli import add_task_argument, run  # noqa: E402
-from logit_adjust.main import TOKEN_MAP_CHOICES  # noqa: E402
+from logit_adjust.main import add_user_bias_arguments  # noqa: E402
 
 TARGET_OVERHEAD = 0.10
 STEP_CALLS = 200
@@ -35,8 +35,7 @@ def make_parser() -> argparse.ArgumentParser:
     add_task_argument(parser, required=False)
     parser.set_defaults(task="LongLaMP_2")
     parser.add_argument("--model_name", default="default", help="(default: %(default)s)")
-    parser.add_argument("--encoder", default="default", help="(default: %(default)s)")
-    parser.add_argument("--token_map", default="sbert_vocab", choices=TOKEN_MAP_CHOICES)
+    add_user_bias_arguments(parser)
     parser.add_argument("--beta", type=float, default=1.0, help="(default: %(default)s)")
     parser.add_argument("--num_prompts", type=int, default=8, help="sample questions used (default: %(default)s)")
     parser.add_argument("--batch_size", type=int, default=8, help="(default: %(default)s)")
