@@ -12,7 +12,8 @@ import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
-from typing import Callable, Sequence
+from functools import partial
+from typing import Callable, Iterator, NoReturn, Sequence
 
 from data.errors import InputError
 from data.io import atomic_write_json
@@ -35,12 +36,23 @@ def run(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] 
 
 
 def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
-    """``parser.parse_args(argv)``; with ``exit_on_error=False`` parsers a bad value becomes an InputError,
-    so :func:`run` reports it in one line."""
-    try:
-        return parser.parse_args(argv)
-    except argparse.ArgumentError as err:
-        raise InputError(str(err)) from None
+    """``parser.parse_args(argv)``, but a usage error (missing or bad argument, in the parser or any
+    subcommand) raises an InputError, so :func:`run` reports it in one line with exit code 2."""
+    for each in _with_subparsers(parser):
+        each.error = partial(_usage_error, each)
+    return parser.parse_args(argv)
+
+
+def _with_subparsers(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+    yield parser
+    for action in parser._actions:  # argparse offers no public way to reach subcommand parsers
+        if isinstance(action, argparse._SubParsersAction):
+            for subparser in action.choices.values():
+                yield from _with_subparsers(subparser)
+
+
+def _usage_error(parser: argparse.ArgumentParser, message: str) -> NoReturn:
+    raise InputError(f"{parser.prog}: {message} (--help lists the arguments)")
 
 
 def setup_logging(output_dir: str | Path | None = None, level: int = logging.INFO) -> None:

@@ -29,7 +29,7 @@ from typing import Iterable, Sequence
 
 from tqdm import tqdm
 
-from data.cli import add_task_argument, run, write_config
+from data.cli import add_task_argument, parse_args, run, write_config
 from data.errors import input_error
 from data.io import atomic_write_json
 from data.loaders import (USER_FIELDS, iter_examples, read_golds, write_lamp_outputs, write_lamp_questions,
@@ -187,7 +187,7 @@ def run_to_lamp(args: argparse.Namespace) -> list[Path]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = make_parser().parse_args(argv)
+    args = parse_args(make_parser(), argv)
     written = {"to-oppu": run_to_oppu, "to-lamp": run_to_lamp}[args.command](args)
     written.append(write_config(args.output_dir, args))
     for path in written:

@@ -18,7 +18,7 @@ import string
 from pathlib import Path
 from typing import Callable, Sequence
 
-from data.cli import run
+from data.cli import parse_args, run
 from data.errors import InputError
 from data.io import atomic_write_text
 from data.loaders import write_lamp_outputs, write_lamp_questions, write_longlamp_records
@@ -299,7 +299,7 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = make_parser().parse_args(argv)
+    args = parse_args(make_parser(), argv)
     if args.users < 1:
         raise InputError(f"--users must be at least 1, got {args.users}")
     written = write_sample(args.out, seed=args.seed, users=args.users)

@@ -23,7 +23,7 @@ import tempfile
 import zipfile
 from typing import Sequence
 
-from data.cli import add_workers_argument, run
+from data.cli import add_workers_argument, parse_args, run
 from data.errors import InputError, input_error
 from data.io import atomic_write_json, read_json
 from data.tasks import list_tasks
@@ -102,7 +102,7 @@ def read_zips(golds_zip: Path, preds_zip: Path, temp_dir: Path | None) -> tuple[
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = make_parser().parse_args(argv)
+    args = parse_args(make_parser(), argv)
     from eval.scoring import match_files, score_matched
 
     golds, predictions, ignored = read_zips(args.golds_zip, args.preds_zip, args.temp_dir)

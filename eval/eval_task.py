@@ -23,7 +23,7 @@ if __package__ in (None, ""):  # run as a file: make the repository importable i
 import argparse
 from typing import Sequence
 
-from data.cli import add_task_argument, add_workers_argument, run
+from data.cli import add_task_argument, add_workers_argument, parse_args, run
 from data.errors import InputError
 from data.io import atomic_write_json
 from data.tasks import get_task
@@ -80,7 +80,7 @@ def format_report(report: dict) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = make_parser().parse_args(argv)
+    args = parse_args(make_parser(), argv)
     from eval.bootstrap import paired_bootstrap
     from eval.metrics import METRICS, resolve_metrics
     from eval.scoring import match_files, read_outputs, score_matched

@@ -33,7 +33,7 @@ log = logging.getLogger("lampkit.lamp_rag")
 
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m lamp_rag.evaluate_llm", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, exit_on_error=False)
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--validation_data", required=True, type=Path,
                         help="questions file (LaMP questions, merge_with_rank output or LongLaMP records)")
     parser.add_argument("--validation_outputs", type=Path, default=None,

@@ -25,7 +25,7 @@ from data.errors import input_error
 
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m lamp_rag.merge_with_rank", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, exit_on_error=False)
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lamp_questions_addr", required=True, type=Path, help="LaMP questions file")
     parser.add_argument("--lamp_output_addr", type=Path, default=None,
                         help="gold outputs {\"task\", \"golds\": [{\"id\", \"output\"}]} (omit only with "

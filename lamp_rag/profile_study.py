@@ -48,7 +48,7 @@ SPLITS = ("train", "dev")
 
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m lamp_rag.profile_study", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, exit_on_error=False)
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     data = parser.add_argument_group("data")
     add_task_argument(data, "--task_name")
     data.add_argument("--task_pattern", default="user-based", choices=("user-based", "time-based"),

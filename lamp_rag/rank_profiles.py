@@ -23,7 +23,7 @@ from lamp_rag.retrieval import RANKERS
 
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m lamp_rag.rank_profiles", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, exit_on_error=False)
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--input_data_addr", required=True, type=Path,
                         help="questions file: LaMP questions JSON or LongLaMP records (JSON, JSONL, parquet)")
     parser.add_argument("--output_ranking_addr", required=True, type=Path,

@@ -42,7 +42,7 @@ _OPTION_TYPES = {"float": float, "int": int, "str": str, "int | None": int, "lis
 
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m lamp_rag.train_llm", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, exit_on_error=False)
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     data = parser.add_argument_group("data")
     for split in SPLITS:
         data.add_argument(f"--{split}_data", type=Path, required=split != "test",

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from data.cli import run
+from data.cli import parse_args, run
 from data.errors import input_error
 from lm.packaged import default_lm_dir, packaged_gguf
 
@@ -86,7 +86,7 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = make_parser().parse_args(argv)
+    args = parse_args(make_parser(), argv)
     gguf = args.gguf or packaged_gguf()
     output_dir = args.output_dir or default_lm_dir()
     if output_dir.is_dir() and not args.force:

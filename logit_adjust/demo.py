@@ -11,7 +11,6 @@ generated words that occur in the user's profile. The first run embeds the token
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Sequence
 
 from data.cli import add_task_argument, parse_args, run
@@ -21,7 +20,7 @@ from logit_adjust.main import add_user_bias_arguments
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m logit_adjust.demo", description=__doc__.split("\n\n")[0],
                                      epilog=__doc__.split("\n\n", 1)[1],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, exit_on_error=False)
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     add_task_argument(parser, required=False)
     parser.set_defaults(task="LongLaMP_2")
     parser.add_argument("--model_name", default="default", help="language model (default: %(default)s)")

@@ -45,7 +45,7 @@ def add_user_bias_arguments(parser: argparse.ArgumentParser) -> None:
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m logit_adjust.main", description=__doc__.split("\n\n")[0],
                                      epilog=__doc__.split("\n\n", 1)[1],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, exit_on_error=False)
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     add_task_argument(parser)
     parser.add_argument("--data_path", type=Path, default=None,
                         help="any LaMP or LongLaMP file of the task (default: the embedded sample, "

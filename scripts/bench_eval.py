@@ -24,7 +24,7 @@ from typing import Sequence
 
 import numpy as np
 
-from data.cli import run
+from data.cli import parse_args, run
 from eval.metrics import example_stats
 
 TASK = "LongLaMP_2"
@@ -90,7 +90,7 @@ def timed_stats(predictions: list[str], references: list[str], metrics: list[str
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = make_parser().parse_args(argv)
+    args = parse_args(make_parser(), argv)
     predictions, references = synthetic_pairs(args.num_pairs, args.seed)
     mean_words = np.mean([len(reference.split()) for reference in references])
     print(f"{args.num_pairs} synthetic pairs, {mean_words:.0f} words per reference on average "

@@ -19,7 +19,7 @@ import argparse
 import time
 from typing import Sequence
 
-from data.cli import run
+from data.cli import parse_args, run
 from data.errors import InputError
 
 TOPICS = [
@@ -61,7 +61,7 @@ def prompts() -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = make_parser().parse_args(argv)
+    args = parse_args(make_parser(), argv)
     if args.repeats < 1 or min(args.batch_sizes) < 1 or args.max_new_tokens < 1:
         raise InputError("--repeats, --batch_sizes and --max_new_tokens must be at least 1")
     from lm import load_model   # first: lm sets the OpenMP wait policy that torch reads at import

@@ -21,7 +21,7 @@ from typing import Sequence
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))       # run as a plain script from any folder
 
-from data.cli import add_task_argument, run  # noqa: E402
+from data.cli import add_task_argument, parse_args, run  # noqa: E402
 from logit_adjust.main import add_user_bias_arguments  # noqa: E402
 
 TARGET_OVERHEAD = 0.10
@@ -48,7 +48,7 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = make_parser().parse_args(argv)
+    args = parse_args(make_parser(), argv)
     import torch
     from transformers import SuppressTokensLogitsProcessor
 

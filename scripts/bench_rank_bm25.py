@@ -34,7 +34,7 @@ from typing import Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from data.cli import REPO_ROOT, add_workers_argument, run
+from data.cli import REPO_ROOT, add_workers_argument, parse_args, run
 from data.errors import InputError
 from data.parallel import default_workers
 from lamp_rag.retrieval import bm25_order, bm25_scores
@@ -131,7 +131,7 @@ def timed(function, *args):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = make_parser().parse_args(argv)
+    args = parse_args(make_parser(), argv)
     if min(args.questions, args.profile_size, args.questions_per_profile) < 1:
         raise InputError("--questions, --profile_size and --questions_per_profile must be at least 1")
     started = time.perf_counter()

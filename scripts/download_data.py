@@ -30,7 +30,7 @@ from typing import Sequence
 
 from tqdm import tqdm
 
-from data.cli import add_task_argument, run, write_config
+from data.cli import add_task_argument, parse_args, run, write_config
 from data.errors import InputError, input_error
 from data.loaders import iter_examples
 from data.tasks import TaskSpec, get_task
@@ -153,7 +153,7 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = make_parser().parse_args(argv)
+    args = parse_args(make_parser(), argv)
     spec = get_task(args.task)
     if spec.benchmark.lower() != args.benchmark:
         raise InputError(f"{spec.name} is a {spec.benchmark} task, not --benchmark {args.benchmark}")

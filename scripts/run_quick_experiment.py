@@ -16,7 +16,7 @@ from typing import Sequence
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))       # run as a plain script from any folder
 
-from data.cli import run  # noqa: E402
+from data.cli import parse_args, run  # noqa: E402
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -30,7 +30,7 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = make_parser().parse_args(argv)
+    args = parse_args(make_parser(), argv)
     from logit_adjust.main import main as logit_adjust_main
 
     return logit_adjust_main(["--task", args.task, "--num_users", "5", "--beta", "0", "1",

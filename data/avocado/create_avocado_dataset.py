@@ -27,7 +27,7 @@ from typing import Sequence
 
 from tqdm import tqdm
 
-from data.cli import run, write_config
+from data.cli import parse_args, run, write_config
 from data.errors import InputError, input_error
 from data.io import read_json
 from data.loaders import as_id, write_lamp_outputs, write_lamp_questions
@@ -134,7 +134,7 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = make_parser().parse_args(argv)
+    args = parse_args(make_parser(), argv)
     files = {split: getattr(args, f"input_question_file_{split}") for split in SPLITS}
     files = {split: path for split, path in files.items() if path is not None}
     if not files:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from typing import Sequence
 
-from data.cli import run
+from data.cli import parse_args, run
 from data.errors import InputError
 from data.tasks import list_tasks
 
@@ -52,7 +52,7 @@ def validate_task(spec) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = make_parser().parse_args(argv)
+    args = parse_args(make_parser(), argv)
     tasks = list_tasks()
     if args.command == "ls":
         print(f"{'task':<12} {'kind':<15} {'metrics':<26} aliases")
