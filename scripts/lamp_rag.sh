@@ -63,19 +63,5 @@ if [ "$TRAIN" = 1 ]; then
 fi
 
 # ----------------------------------------------------------------------------- 6. score table
-python - "$OUT" <<'EOF'
-import json
-import sys
-from pathlib import Path
-
-out = Path(sys.argv[1])
-# Stage order: every stage rewrites its scores.json, so modification time orders the rows.
-reports = sorted([*out.glob("*/scores.json"), *out.glob("*/validation/scores.json")], key=lambda p: p.stat().st_mtime)
-rows = [(str(path.parent.relative_to(out)), json.loads(path.read_text())) for path in reports]
-names = list(rows[0][1]["metrics"])
-print(f"\n{rows[0][1]['task']} dev, {out}")
-print(f"| run | n | {' | '.join(names)} |\n|---|---|{'---|' * len(names)}")
-for run, report in rows:
-    values = " | ".join(f"{report['metrics'][name]:.4f}" for name in names)
-    print(f"| {run} | {report['num_examples']} | {values} |")
-EOF
+# Rows in stage order (file modification time); eval.report reads the scores.json files, re-scores nothing.
+python -m eval.report "$OUT" --title "$TASK dev ($DATA_DIR), $OUT"

@@ -9,5 +9,7 @@ if [ -z "${VIRTUAL_ENV:-}" ]; then
   source .venv/bin/activate
 fi
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+# torch's OpenMP threads spin-wait by default and slow everything else down on a loaded 2-core machine.
+export OMP_WAIT_POLICY=PASSIVE
 python -m data.tasks validate
 python -m pytest -q "$@"

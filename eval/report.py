@@ -1,0 +1,188 @@
+"""A Markdown table of finished runs, one row per setting, read from the score files the runs wrote.
+
+    python -m eval.report runs/lamp_rag/LaMP_4                        # every run folder below it
+    python -m eval.report runs/demo/lamp_rag runs/demo/logit_adjust --metrics rouge-1 rouge-L \\
+        --output runs/demo/results.md
+
+Nothing is re-scored; three kinds of JSON file are read:
+
+- an eval report {"task", "metrics": {name: value}, "num_examples", ...}: lamp_rag's scores.json,
+  eval_task --output_file. One row.
+- an eval_all output {"results": {task: eval report}}. One row per task.
+- a logit_adjust results.json {"setup", "baseline", "personalized": {beta: metrics}}. One row for the
+  baseline (beta 0) and one per beta.
+
+A folder is searched at any depth for scores.json and results.json (checkpoints/ folders, the per-epoch
+scores of fine-tuning, are skipped); its rows follow the files' modification times, i.e. the order in which
+the stages ran. Rows are named by their folder relative to the given path; with several paths, the paths
+keep their order and row names start with the path's own folder name. Columns: run, task (only when the
+rows come from several tasks), n (the number of scored predictions), then the metrics: --metrics, else the
+metrics every row has (every metric when they share none). A missing value prints as "-".
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a file: make the repository importable instead of eval/
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
+import argparse
+import os
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+from data.cli import parse_args, run
+from data.errors import InputError, input_error
+from data.io import atomic_write_text, read_json
+
+REPORT_FILES = ("scores.json", "results.json")
+SKIPPED_FOLDERS = frozenset({"checkpoints"})
+MISSING = "-"
+
+
+@dataclass(frozen=True)
+class Row:
+    """One setting: its name, task, number of scored predictions and metric values."""
+    name: str
+    task: str
+    num_predictions: int
+    metrics: Mapping[str, float] = field(default_factory=dict)
+
+
+def _metric_values(metrics: object, source: str, where: str) -> dict[str, float]:
+    if not isinstance(metrics, dict):
+        raise input_error(source, "must be an object of metric values", field=where)
+    values = {}
+    for name, value in metrics.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue  # nested entries (e.g. logit_adjust's per_seed) are not table cells
+        values[str(name)] = float(value)
+    return values
+
+
+def _eval_report_row(report: Mapping, name: str, source: str) -> Row:
+    if not isinstance(report.get("num_examples"), int):
+        raise input_error(source, "must be the number of scored examples", field="num_examples")
+    return Row(name, str(report["task"]), report["num_examples"],
+               _metric_values(report["metrics"], source, "metrics"))
+
+
+def rows_from_json(data: object, name: str, source: str = "<json>") -> list[Row]:
+    """The rows of one loaded score file (any of the three kinds); ``source`` names it in errors."""
+    if isinstance(data, dict) and {"task", "metrics"} <= data.keys():
+        return [_eval_report_row(data, name, source)]
+    if isinstance(data, dict) and isinstance(data.get("results"), dict):
+        rows = []
+        for task, report in data["results"].items():
+            if not isinstance(report, dict) or "metrics" not in report:
+                raise input_error(source, "must be an eval report", field=f"results.{task}")
+            rows.append(_eval_report_row({"task": task, **report}, f"{name} {task}", source))
+        return rows
+    if isinstance(data, dict) and {"setup", "baseline", "personalized"} <= data.keys():
+        setup = data["setup"]
+        if not isinstance(setup, dict) or not isinstance(setup.get("num_examples"), int):
+            raise input_error(source, "must give num_examples", field="setup")
+        seeds = setup.get("seeds") or [None]
+        count = setup["num_examples"] * len(seeds)
+        task = str(setup.get("task", "?"))
+        if not isinstance(data["personalized"], dict):
+            raise input_error(source, "must be an object keyed by beta", field="personalized")
+        rows = [Row(f"{name} beta=0 (baseline)", task, count, _metric_values(data["baseline"], source, "baseline"))]
+        for beta, metrics in data["personalized"].items():
+            rows.append(Row(f"{name} beta={beta}", task, count,
+                            _metric_values(metrics, source, f"personalized.{beta}")))
+        return rows
+    raise input_error(source, 'not a score file: expected an eval report {"task", "metrics", "num_examples"}, '
+                              'an eval_all output {"results"} or a logit_adjust results.json '
+                              '{"setup", "baseline", "personalized"}')
+
+
+def find_reports(folder: Path) -> list[Path]:
+    """scores.json / results.json files at any depth below ``folder``, oldest first (stage order)."""
+    found = []
+    for filename in REPORT_FILES:
+        for path in folder.rglob(filename):
+            if not SKIPPED_FOLDERS.intersection(path.relative_to(folder).parts[:-1]):
+                found.append(path)
+    return sorted(found, key=lambda path: (path.stat().st_mtime_ns, str(path)))
+
+
+def collect_rows(paths: Sequence[str | os.PathLike]) -> list[Row]:
+    """Rows of every score file given or found below the given folders, in the order described above."""
+    rows: list[Row] = []
+    prefix_with_path = len(paths) > 1
+    for given in map(Path, paths):
+        if given.is_dir():
+            files = find_reports(given)
+            if not files:
+                raise input_error(given, f"no {' or '.join(REPORT_FILES)} at any depth")
+            base = given
+        elif given.is_file():
+            files, base = [given], given.parent
+        else:
+            raise input_error(given, "not found")
+        for path in files:
+            relative = path.parent.relative_to(base).as_posix()
+            if relative == ".":
+                name = (given.resolve() if given.is_dir() else path.parent.resolve()).name
+            else:
+                name = f"{given.resolve().name}/{relative}" if prefix_with_path else relative
+            rows.extend(rows_from_json(read_json(path), name, str(path)))
+    return rows
+
+
+def table_metrics(rows: Sequence[Row]) -> list[str]:
+    """The metrics every row has, in first-row order; every metric (first-seen order) when none is shared."""
+    seen: list[str] = []
+    for row in rows:
+        seen += [name for name in row.metrics if name not in seen]
+    shared = [name for name in seen if all(name in row.metrics for row in rows)]
+    return shared or seen
+
+
+def markdown_table(rows: Sequence[Row], metrics: Sequence[str] | None = None) -> str:
+    """| run | [task |] n | metric ... | with 4 decimals; the task column only for rows of several tasks."""
+    if not rows:
+        raise InputError("no rows to tabulate")
+    metrics = list(metrics) if metrics else table_metrics(rows)
+    with_task = len({row.task for row in rows}) > 1
+    header = ["run", *(["task"] if with_task else []), "n", *metrics]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        values = [f"{row.metrics[name]:.4f}" if name in row.metrics else MISSING for name in metrics]
+        cells = [row.name, *([row.task] if with_task else []), str(row.num_predictions), *values]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def render(rows: Sequence[Row], metrics: Sequence[str] | None = None, title: str | None = None) -> str:
+    """The title line (default: the rows' tasks), an empty line and the table."""
+    if title is None:
+        title = ", ".join(dict.fromkeys(row.task for row in rows))
+    return f"{title}\n\n{markdown_table(rows, metrics)}\n"
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m eval.report", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("paths", nargs="+", type=Path, metavar="PATH",
+                        help="run folders (searched at any depth) or score files")
+    parser.add_argument("--metrics", nargs="+", metavar="NAME", help="columns, e.g. rouge-1 rouge-L")
+    parser.add_argument("--title", help="line printed above the table (default: the tasks)")
+    parser.add_argument("--output", type=Path, metavar="FILE", help="also write the title and table there")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(make_parser(), argv)
+    text = render(collect_rows(args.paths), args.metrics, args.title)
+    print("\n" + text, end="")
+    if args.output:
+        atomic_write_text(args.output, text)
+        print(f"table: {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(run(main))

@@ -1,0 +1,182 @@
+"""eval.report (the tables of scripts/lamp_rag.sh and scripts/demo.sh) and the demo scripts' bash syntax."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from data.cli import run
+from data.errors import InputError
+from eval.report import Row, collect_rows, main, markdown_table, render, rows_from_json
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def eval_report(task: str, num_examples: int, **metrics: float) -> dict:
+    """What eval.scoring writes as scores.json (lamp_rag) or eval_task --output_file."""
+    return {"task": task, "metrics": metrics, "num_examples": num_examples, "missing_predictions": 0,
+            "empty_predictions": 0}
+
+
+def logit_adjust_results(num_examples: int, seeds: list[int], baseline: dict, personalized: dict) -> dict:
+    """The sections of logit_adjust's results.json that the table reads (plus some it must ignore)."""
+    def with_seeds(metrics):
+        return {**metrics, "per_seed": {str(seed): dict(metrics) for seed in seeds}}
+
+    return {"setup": {"task": "LongLaMP_2", "model": "default", "num_users": num_examples,
+                      "num_examples": num_examples, "seeds": seeds, "metrics": [*baseline]},
+            "baseline": with_seeds(baseline),
+            "personalized": {beta: with_seeds(metrics) for beta, metrics in personalized.items()},
+            "difference": {beta: {} for beta in personalized},
+            "bootstrap": {"unit": "user", "samples": 10, "confidence": 0.95}}
+
+
+def write(path: Path, obj, mtime: int | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj), encoding="utf-8")
+    if mtime is not None:
+        os.utime(path, (mtime, mtime))
+    return path
+
+
+@pytest.fixture
+def lamp_rag_out(tmp_path) -> Path:
+    """A scripts/lamp_rag.sh output folder: rankings, two zero-shot runs and a fine-tuning run."""
+    out = tmp_path / "lamp_rag"
+    write(out / "rank" / "dev_bm25.json", {"q1": ["p1"]})
+    # Written out of alphabetical order: the table follows the stages (modification time).
+    write(out / "zero_shot_no_profile" / "scores.json", eval_report("LaMP_4", 24, **{"rouge-1": 0.1, "rouge-L": 0.09}),
+          mtime=1_000)
+    write(out / "zero_shot_bm25_top3" / "scores.json", eval_report("LaMP_4", 24, **{"rouge-1": 0.6, "rouge-L": 0.55}),
+          mtime=2_000)
+    write(out / "finetune" / "checkpoints" / "checkpoint-3" / "scores.json",
+          eval_report("LaMP_4", 24, **{"rouge-1": 0.0, "rouge-L": 0.0}), mtime=2_500)
+    write(out / "finetune" / "validation" / "scores.json",
+          eval_report("LaMP_4", 24, **{"rouge-1": 0.5, "rouge-L": 0.45}), mtime=3_000)
+    return out
+
+
+@pytest.fixture
+def logit_adjust_out(tmp_path) -> Path:
+    out = tmp_path / "logit_adjust"
+    write(out / "results.json", logit_adjust_results(
+        8, [0], {"rouge-1": 0.3, "rouge-L": 0.26, "meteor": 0.16, "profile_word_share": 0.68},
+        {"0.1": {"rouge-1": 0.31, "rouge-L": 0.27, "meteor": 0.15, "profile_word_share": 0.71}}))
+    write(out / "golds.json", {"task": "LongLaMP_2", "golds": []})        # not a score file: not looked at
+    write(out / "generations" / "beta_0_seed_0.json", {"anything": 1})
+    return out
+
+
+def test_a_lamp_rag_folder_gives_one_row_per_stage_in_stage_order_without_checkpoints(lamp_rag_out):
+    rows = collect_rows([lamp_rag_out])
+    assert [row.name for row in rows] == ["zero_shot_no_profile", "zero_shot_bm25_top3", "finetune/validation"]
+    assert rows[1] == Row("zero_shot_bm25_top3", "LaMP_4", 24, {"rouge-1": 0.6, "rouge-L": 0.55})
+
+
+def test_single_task_table_has_no_task_column_and_four_decimals(lamp_rag_out):
+    assert markdown_table(collect_rows([lamp_rag_out])).splitlines() == [
+        "| run | n | rouge-1 | rouge-L |",
+        "|---|---|---|---|",
+        "| zero_shot_no_profile | 24 | 0.1000 | 0.0900 |",
+        "| zero_shot_bm25_top3 | 24 | 0.6000 | 0.5500 |",
+        "| finetune/validation | 24 | 0.5000 | 0.4500 |",
+    ]
+
+
+def test_logit_adjust_results_give_a_baseline_row_and_one_per_beta(logit_adjust_out):
+    rows = collect_rows([logit_adjust_out])
+    assert [(row.name, row.task, row.num_predictions) for row in rows] == [
+        ("logit_adjust beta=0 (baseline)", "LongLaMP_2", 8), ("logit_adjust beta=0.1", "LongLaMP_2", 8)]
+    assert rows[1].metrics == {"rouge-1": 0.31, "rouge-L": 0.27, "meteor": 0.15, "profile_word_share": 0.71}
+
+
+def test_predictions_count_every_seed():
+    data = logit_adjust_results(5, [0, 1, 2], {"rouge-1": 0.2}, {"1": {"rouge-1": 0.1}})
+    assert [row.num_predictions for row in rows_from_json(data, "la")] == [15, 15]
+
+
+def test_several_paths_keep_their_order_prefix_names_and_add_a_task_column(lamp_rag_out, logit_adjust_out):
+    rows = collect_rows([lamp_rag_out, logit_adjust_out])
+    assert [row.name for row in rows] == ["lamp_rag/zero_shot_no_profile", "lamp_rag/zero_shot_bm25_top3",
+                                          "lamp_rag/finetune/validation", "logit_adjust beta=0 (baseline)",
+                                          "logit_adjust beta=0.1"]
+    lines = markdown_table(rows).splitlines()
+    # Default columns: the metrics every row has.
+    assert lines[0] == "| run | task | n | rouge-1 | rouge-L |"
+    assert lines[-1] == "| logit_adjust beta=0.1 | LongLaMP_2 | 8 | 0.3100 | 0.2700 |"
+
+
+def test_requested_metrics_a_row_lacks_print_a_dash(lamp_rag_out, logit_adjust_out):
+    lines = markdown_table(collect_rows([lamp_rag_out, logit_adjust_out]), ["rouge-1", "meteor"]).splitlines()
+    assert lines[2] == "| lamp_rag/zero_shot_no_profile | LaMP_4 | 24 | 0.1000 | - |"
+    assert lines[-1].endswith("| 0.3100 | 0.1500 |")
+
+
+def test_rows_without_a_shared_metric_show_every_metric():
+    rows = [Row("a", "LaMP_3", 10, {"MAE": 0.5, "RMSE": 0.7}), Row("b", "LaMP_4", 10, {"rouge-1": 0.2})]
+    lines = markdown_table(rows).splitlines()
+    assert lines[0] == "| run | task | n | MAE | RMSE | rouge-1 |"
+    assert lines[3] == "| b | LaMP_4 | 10 | - | - | 0.2000 |"
+
+
+def test_eval_all_output_gives_one_row_per_task():
+    data = {"results": {"LaMP_1": {"task": "LaMP_1", "metrics": {"accuracy": 0.5}, "num_examples": 4},
+                        "LaMP_4": {"metrics": {"rouge-1": 0.3}, "num_examples": 6}},
+            "missing_tasks": [], "ignored_files": []}
+    assert rows_from_json(data, "all") == [Row("all LaMP_1", "LaMP_1", 4, {"accuracy": 0.5}),
+                                           Row("all LaMP_4", "LaMP_4", 6, {"rouge-1": 0.3})]
+
+
+def test_a_score_file_given_directly_is_named_by_its_folder(lamp_rag_out):
+    rows = collect_rows([lamp_rag_out / "zero_shot_bm25_top3" / "scores.json"])
+    assert [row.name for row in rows] == ["zero_shot_bm25_top3"]
+
+
+def test_render_puts_the_title_above_the_table(lamp_rag_out):
+    rows = collect_rows([lamp_rag_out])
+    assert render(rows).startswith("LaMP_4\n\n| run |")
+    assert render(rows, title="LaMP_4 dev, out").startswith("LaMP_4 dev, out\n\n| run |")
+
+
+def test_cli_prints_and_writes_the_table(lamp_rag_out, logit_adjust_out, tmp_path, capsys):
+    output = tmp_path / "results.md"
+    assert run(main, [str(lamp_rag_out), str(logit_adjust_out), "--metrics", "rouge-1", "rouge-L",
+                      "--title", "Demo", "--output", str(output)]) == 0
+    printed = capsys.readouterr().out
+    text = output.read_text(encoding="utf-8")
+    assert text.startswith("Demo\n\n| run | task | n | rouge-1 | rouge-L |\n")
+    assert text in printed and f"table: {output}" in printed
+
+
+@pytest.mark.parametrize("content, message", [
+    ({"task": "LongLaMP_2", "golds": []}, "not a score file"),
+    ({"task": "LaMP_4", "metrics": {"rouge-1": 0.1}}, "num_examples"),
+    ({"task": "LaMP_4", "metrics": [0.1], "num_examples": 3}, "metric values"),
+    ({"setup": {"task": "LongLaMP_2"}, "baseline": {}, "personalized": {}}, "num_examples"),
+])
+def test_bad_score_files_are_one_line_errors_naming_the_file(tmp_path, capsys, content, message):
+    path = write(tmp_path / "run" / "scores.json", content)
+    assert run(main, [str(path)]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"error: {path}") and message in error and error.count("\n") == 1
+
+
+def test_missing_paths_and_folders_without_score_files_are_errors(tmp_path):
+    with pytest.raises(InputError, match="not found"):
+        collect_rows([tmp_path / "nope"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="no scores.json or results.json"):
+        collect_rows([tmp_path / "empty"])
+    with pytest.raises(InputError, match="no rows"):
+        markdown_table([])
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+@pytest.mark.parametrize("script", ["demo.sh", "lamp_rag.sh", "test.sh", "setup.sh"])
+def test_scripts_parse(script):
+    done = subprocess.run(["bash", "-n", str(REPO_ROOT / "scripts" / script)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
