@@ -74,3 +74,19 @@ def shared_data() -> Path:
     if not path.is_dir():
         pytest.skip(f"shared data folder not found: {path}")
     return path
+
+
+@pytest.fixture
+def worker_pools(monkeypatch) -> list:
+    """Records every worker-process pool that data.parallel.ordered_map starts during the test."""
+    from data import parallel
+
+    pools = []
+
+    class RecordedPool(parallel.ProcessPoolExecutor):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            pools.append(self)
+
+    monkeypatch.setattr(parallel, "ProcessPoolExecutor", RecordedPool)
+    return pools

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 from data.errors import InputError
-from data import parallel
 from eval import metrics
 from eval.bootstrap import paired_bootstrap
 from eval.metrics import compute_metrics, example_stats, per_example_scores, resolve_metrics
@@ -180,7 +179,7 @@ def test_mismatched_or_non_string_inputs_are_input_errors():
         compute_metrics("LaMP_4", ["a"], ["a"], workers=0)
 
 
-def test_workers_two_gives_results_identical_to_one(monkeypatch):
+def test_workers_two_gives_results_identical_to_one(monkeypatch, worker_pools):
     rng = np.random.default_rng(0)
     words = "model user review writing style personal text the of and a is good new".split()
     texts = [" ".join(rng.choice(words, size=rng.integers(20, 60))) for _ in range(60)]
@@ -188,14 +187,10 @@ def test_workers_two_gives_results_identical_to_one(monkeypatch):
     names = ["rouge-1", "rouge-L", "bleu"] + (["meteor"] if wordnet_available() else [])
     serial = example_stats("LongLaMP_4", predictions, references, names, workers=1)
 
-    contexts = []
-    real_get_context = parallel.multiprocessing.get_context
-    monkeypatch.setattr(parallel.multiprocessing, "get_context",
-                        lambda method: contexts.append(method) or real_get_context(method))
     monkeypatch.setattr(metrics, "PARALLEL_MIN_CHARS", 0)
     monkeypatch.setattr(metrics, "CHUNK_SIZE", 7)
     in_workers = example_stats("LongLaMP_4", predictions, references, names, workers=2)
-    assert len(contexts) == 1  # the worker pool was used
+    assert len(worker_pools) == 1  # the worker pool was used
     for name in names:
         assert np.array_equal(serial[name], in_workers[name]), name
 

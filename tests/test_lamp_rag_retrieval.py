@@ -65,21 +65,16 @@ def test_bm25_scores_are_bit_identical_to_rank_bm25():
     assert repeated > 50 and negative_idf > 50          # the interesting cases were exercised
 
 
-def test_bm25_in_worker_processes_equals_one_process(monkeypatch):
-    from data import parallel
+def test_bm25_in_worker_processes_equals_one_process(monkeypatch, worker_pools):
     from lamp_rag import retrieval
 
     queries, corpora = random_texts(1, 120)
     queries, corpora = queries + ["the zed", "x"], corpora + [corpora[3], []]   # a shared and an empty corpus
     serial = bm25_scores(queries, corpora, workers=1)
-    contexts = []
-    real_get_context = parallel.multiprocessing.get_context
-    monkeypatch.setattr(parallel.multiprocessing, "get_context",
-                        lambda method: contexts.append(method) or real_get_context(method))
     monkeypatch.setattr(retrieval, "PARALLEL_MIN_CHUNKS", 2)
     monkeypatch.setattr(retrieval, "CHUNK_CORPORA", 5)
     parallel_scores = bm25_scores(queries, corpora, workers=2)
-    assert contexts                                          # a worker pool ran
+    assert len(worker_pools) == 1                            # a worker pool ran
     assert retrieval._WORK is None                           # the inherited texts were released
     assert all(np.array_equal(a, b) for a, b in zip(serial, parallel_scores))
     assert len(parallel_scores[-1]) == 0
