@@ -171,7 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                       {example.id: [str(item["id"]) for item in items]
                        for example, items in zip(examples["dev"], selected["dev"])})
     handle = load_model(args.model_name, device=args.device, dtype=args.dtype,
-                        backend="hf" if args.training_epoch > 0 else args.backend)
+                        backend="hf" if args.training_epoch > 0 else args.backend, needs_hf=args.num_beams > 1)
     write_config(output_dir, args, data_dir=str(folder), effective_ablation=ablation, prompt_template=template)
     prompts = {split: build_prompts(spec, examples[split], items, "official", handle.tokenizer, args.max_length,
                                     template=template)

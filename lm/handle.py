@@ -31,12 +31,16 @@ class ModelHandle:
     @property
     def model(self):
         if self._model is None:
+            log.warning("loading the Hugging Face model beside the vLLM engine: two copies on the device "
+                        "(load with backend='hf' or needs_hf=True when you need scoring, processors or beams)")
             self._model = self._load_hf_model()
         return self._model
 
     @model.setter
     def model(self, value) -> None:
+        # A replaced model (e.g. PEFT-wrapped) must also generate: the vLLM engine only knows the base weights.
         self._model = value
+        self.vllm_engine = None
 
     @property
     def is_encoder_decoder(self) -> bool:

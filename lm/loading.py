@@ -26,8 +26,13 @@ _DTYPE_NAMES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16",
 
 
 def load_model(name_or_path: str | Path, device=None, dtype=None, backend: str = "auto",
-               trust_remote_code: bool = False, allow_download: bool = False) -> ModelHandle:
-    """Load a causal or encoder-decoder LM (see the module docstring); bad sources raise a one-line InputError."""
+               trust_remote_code: bool = False, allow_download: bool = False, needs_hf: bool = False) -> ModelHandle:
+    """Load a causal or encoder-decoder LM (see the module docstring); bad sources raise a one-line InputError.
+
+    needs_hf: the caller will use logits processors, beam search or scoring, which only the Hugging Face
+    model serves, so backend "auto" does not start a vLLM engine beside it (two copies on one GPU, and
+    generations from two engines compared with each other).
+    """
     from transformers import AutoConfig, AutoTokenizer
 
     if str(name_or_path) == "default":
@@ -38,7 +43,7 @@ def load_model(name_or_path: str | Path, device=None, dtype=None, backend: str =
         source = resolve_source(name_or_path)
     device = resolve_device(device)
     dtype = resolve_dtype(dtype, device)
-    backend = _choose_backend(backend, device, source)
+    backend = "hf" if needs_hf and backend == "auto" else _choose_backend(backend, device, source)
     options = source.load_options(trust_remote_code, allow_download)
     with loading_errors(source, allow_download):
         config = AutoConfig.from_pretrained(source.location, **options)

@@ -89,9 +89,10 @@ def _causal_logprobs(handle, prompts: list[list[int]], targets: list[list[int]])
     extra = {"logits_to_keep": width + 1} if _accepts(handle.model, "logits_to_keep") else {}
     logits = handle.model(input_ids=input_ids.to(handle.device), attention_mask=attention_mask.to(handle.device),
                           position_ids=position_ids.to(handle.device), **extra).logits
-    predicted = logits[:, -(width + 1):-1].float().log_softmax(-1).cpu()
+    predicted = logits[:, -(width + 1):-1].float().log_softmax(-1)
     labels = input_ids[:, -width:]
-    logprobs = predicted.gather(-1, labels.unsqueeze(-1)).squeeze(-1)
+    # Gather on the device: only [B, T] log-probs move to the CPU, not [B, T, vocab].
+    logprobs = predicted.gather(-1, labels.to(predicted.device).unsqueeze(-1)).squeeze(-1).cpu()
     lengths = torch.tensor([len(t) for t in targets])
     mask = torch.arange(width).unsqueeze(0) >= (width - lengths).unsqueeze(1)
     return logprobs, mask.float()
@@ -106,7 +107,7 @@ def _seq2seq_logprobs(handle, prompts: list[list[int]], targets: list[list[int]]
     # cannot change the log-probs of real target tokens.
     logits = handle.model(input_ids=input_ids.to(handle.device), attention_mask=attention_mask.to(handle.device),
                           labels=labels.masked_fill(label_mask == 0, -100).to(handle.device)).logits
-    logprobs = logits.float().log_softmax(-1).cpu().gather(-1, labels.unsqueeze(-1)).squeeze(-1)
+    logprobs = logits.float().log_softmax(-1).gather(-1, labels.to(logits.device).unsqueeze(-1)).squeeze(-1).cpu()
     return logprobs, label_mask.float()
 
 

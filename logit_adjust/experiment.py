@@ -275,7 +275,9 @@ def run_experiment(args) -> dict:
     output_dir = Path(args.output_dir)
     setup_logging(output_dir)
     write_config(output_dir, args, data_path=str(data_path))
-    handle = load_model(args.model_name, device=args.device, dtype=args.dtype, backend=args.backend)
+    # Personalized runs need HF's logits processors; the baseline must come from the same engine.
+    handle = load_model(args.model_name, device=args.device, dtype=args.dtype, backend=args.backend,
+                        needs_hf=bool(betas))
     options = generation_options(args, spec.max_new_tokens)
     options["chat"] = prompt_chat(args.prompt_style, args.chat, handle)
     profiles = [user_profile(spec, example) for example in selected]
