@@ -95,6 +95,8 @@ def to_oppu(examples: list[Example], spec: TaskSpec, output_dir: Path, num_users
     if not without_gold:
         golds = [{"id": query["id"], "output": query["gold"]} for query in queries]
         written.append(atomic_write_json(output_dir / LABELS, {"task": spec.name, "golds": golds}))
+    else:  # a label file of an earlier conversion into this folder would attach the wrong golds
+        (output_dir / LABELS).unlink(missing_ok=True)
     written.append(atomic_write_json(output_dir / OTHERS, others))
     return written
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import IO, Any, Iterator
 
 from data.errors import input_error
 
@@ -19,20 +20,30 @@ def cache_dir() -> Path:
     return Path(os.environ.get("LAMPKIT_CACHE") or Path.home() / ".cache" / "lampkit")
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write text via a temp file in the same folder and a rename, so no partial file is ever seen."""
+@contextmanager
+def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
+    """Open a temp file beside ``path``; on success it is flushed to disk and renamed to ``path``, on any
+    error removed, so no reader (nor a crash) ever leaves a partial file under the final name."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; outputs get the usual permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write text via a temp file in the same folder and a rename, so no partial file is ever seen."""
+    with atomic_open(path) as handle:
+        handle.write(text)
+    return Path(path)
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> Path:
@@ -45,7 +56,7 @@ def read_json(path: str | os.PathLike) -> Any:
     if not path.is_file():
         raise input_error(path, "file not found")
     try:
-        with open(path, encoding="utf-8") as handle:
+        with open(path, encoding="utf-8-sig") as handle:
             return json.load(handle)
     except json.JSONDecodeError as err:
         raise input_error(path, f"malformed JSON at line {err.lineno} column {err.colno}: {err.msg}")
@@ -53,16 +64,3 @@ def read_json(path: str | os.PathLike) -> Any:
         raise input_error(path, f"not UTF-8 text ({err.reason})")
 
 
-def iter_jsonl(path: str | os.PathLike) -> Iterator[dict]:
-    """Stream the objects of a JSON Lines file, naming the line of any malformed record."""
-    path = Path(path)
-    if not path.is_file():
-        raise input_error(path, "file not found")
-    with open(path, encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                yield json.loads(line)
-            except json.JSONDecodeError as err:
-                raise input_error(path, f"malformed JSON on line {line_number}: {err.msg}")

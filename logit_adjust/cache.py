@@ -3,12 +3,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
-from data.io import cache_dir
+from data.io import atomic_open, cache_dir
 
 
 def default_cache_root() -> Path:
@@ -36,15 +34,8 @@ def save_tensors(obj: Any, path: Path) -> Path:
     """torch.save through a temp file and a rename, so a reader never sees a partial file."""
     import torch
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "wb") as handle:
+        torch.save(obj, handle)
     return path
 
 

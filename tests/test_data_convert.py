@@ -78,6 +78,11 @@ def test_lamp_to_oppu_layout(lamp_dir):
     others = load(lamp_dir / "oppu/user_others.json")
     assert [(u["user_id"], [q["id"] for q in u["query"]]) for u in others] == [("u1", ["q1", "q2"]), ("u3", ["q5"])]
     assert others[0]["query"][0]["source"] == "web" and others[0]["profile"][0]["score"] == 0.5
+
+    # Converting questions without golds into the same folder removes the earlier run's label file.
+    convert("to-oppu", "--questions", lamp_dir / "dev_questions.json", "--task", "LaMP_4",
+            "--output_dir", lamp_dir / "oppu", "--num_users", 1)
+    assert not (lamp_dir / "oppu/user_top_100_history_label.json").exists()
     assert load(lamp_dir / "oppu/config.json")["args"]["num_users"] == 1
 
 
