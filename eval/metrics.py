@@ -17,7 +17,8 @@ Definitions (faithful to the official LaMP scorer, ``eval/evaluation.py``; see s
   about 1e-4 between runs; the plain mean is its deterministic value.
 * ``meteor``: ``nltk.translate.meteor_score`` (exact, Porter-stem and WordNet-synonym matches; like HF
   ``evaluate``, which wraps it, synonyms are looked up for the stems left after stem matching) on the
-  tokens of :func:`meteor_tokens`, averaged over examples. Needs WordNet (scripts/setup_wordnet.sh).
+  tokens of :func:`meteor_tokens` (nltk.word_tokenize's rules, offline), averaged over examples. Needs
+  WordNet (scripts/setup_wordnet.sh).
 * ``bleu``: sacrebleu corpus BLEU with its defaults (13a tokenizer, exp smoothing), on sacrebleu's 0-100
   scale as the LaMP/LongLaMP training metrics report it.
 
@@ -192,14 +193,23 @@ for _name, _rouge_type in (("rouge-1", "rouge1"), ("rouge-2", "rouge2"),
                            ("rouge-L", "rougeL"), ("rouge-Lsum", "rougeLsum")):
     register_metric(_name, higher_is_better=True, parallel=True)(functools.partial(_rouge_f, _rouge_type))
 
-# A word is a run of letters/digits, possibly joined by hyphens or apostrophes ("don't", "state-of-the-art");
-# every other non-space character is a token of its own. This is NLTK word_tokenize without its punkt
-# sentence model and Treebank contraction splitting, so nothing has to be downloaded.
-_METEOR_TOKEN = re.compile(r"\w+(?:['’-]\w+)*|[^\w\s]")
+# HF `evaluate`'s meteor (what LongLaMP and CoPe report) tokenizes with nltk.word_tokenize: punkt sentence
+# splitting, then the Treebank word tokenizer on each sentence. Punkt's model is an NLTK download that no
+# package index carries, so sentences are split here by a rule (after . ! ? and before a capital, digit or
+# opening quote/bracket), which differs from punkt only around abbreviations such as "Dr. Smith".
+_SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])")
+
+
+@functools.lru_cache(maxsize=None)
+def _treebank():
+    from nltk.tokenize import NLTKWordTokenizer
+
+    return NLTKWordTokenizer()
 
 
 def meteor_tokens(text: str) -> list[str]:
-    return _METEOR_TOKEN.findall(text)
+    tokenizer = _treebank()
+    return [token for sentence in _SENTENCE_BREAK.split(text) for token in tokenizer.tokenize(sentence)]
 
 
 class _CachedLookups:

@@ -136,8 +136,12 @@ def test_meteor_hand_example_with_stems_and_synonyms():
     assert meteor("") == 0.0
 
 
-def test_meteor_tokens_split_punctuation_but_keep_contractions():
-    assert metrics.meteor_tokens("Don't stop, state-of-the-art!") == ["Don't", "stop", ",", "state-of-the-art", "!"]
+def test_meteor_tokens_follow_word_tokenize():
+    # nltk.word_tokenize's output for these (Treebank rules per sentence), without its punkt download.
+    assert metrics.meteor_tokens("Don't stop, state-of-the-art!") == ["Do", "n't", "stop", ",", "state-of-the-art", "!"]
+    assert metrics.meteor_tokens("It cost $3.50. Then Smith's car left.") == [
+        "It", "cost", "$", "3.50", ".", "Then", "Smith", "'s", "car", "left", "."]
+    assert metrics.meteor_tokens("") == []
 
 
 def test_meteor_without_wordnet_names_the_fix(tmp_path):
