@@ -46,8 +46,8 @@ def make_parser() -> argparse.ArgumentParser:
                              "chat models, 'official' (the LaMP string prompt) for seq2seq/FlanT5-style "
                              "models and models without a chat template")
     parser.add_argument("--max_length", type=int, default=256,
-                        help="official style: token budget of the prompt shared by input and profile "
-                             "(default: %(default)s)")
+                        help="official style: token budget of the prompt shared by input and profile; "
+                             "the finished prompt is also cut to it from the right (default: %(default)s)")
     parser.add_argument("--max_item_tokens", type=int, default=None,
                         help="chat style: cut each profile item's input text to this many tokens "
                              "(default: no cut)")
@@ -62,7 +62,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(make_parser(), argv)
     from data.loaders import load_examples
     from data.tasks import get_task
-    from lamp_rag.pipeline import build_prompts, generate_and_score, resolve_prompt_style, retrieve_items
+    from lamp_rag.pipeline import (build_prompts, generate_and_score, official_prompt_cut, prompt_cut_options,
+                                   resolve_prompt_style, retrieve_items)
 
     spec = get_task(args.task)
     examples = load_examples(args.validation_data, args.validation_outputs, task=spec.name, limit=args.limit)
@@ -80,8 +81,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     write_config(args.output_dir, args, prompt_style=style)
     prompts = build_prompts(spec, examples, items, style, handle.tokenizer, args.max_length,
                             max_item_tokens=args.max_item_tokens)
-    scores = generate_and_score(spec, handle, examples, prompts, args.output_dir,
-                                generation_options(args, spec.max_new_tokens))
+    generation = {**generation_options(args, spec.max_new_tokens),
+                  **prompt_cut_options(official_prompt_cut(style, args.max_length))}
+    scores = generate_and_score(spec, handle, examples, prompts, args.output_dir, generation)
     for name, value in scores.items():
         print(f"{spec.name} {name}: {value:.4f}")
     print(f"config: {args.output_dir / 'config.json'}")

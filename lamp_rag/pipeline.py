@@ -51,6 +51,21 @@ def resolve_prompt_style(style: str, handle) -> str:
     return style
 
 
+def official_prompt_cut(style: str, max_length: int) -> int | None:
+    """Prompt tokens fed to the model: the official style cuts the finished prompt to ``max_length`` tokens
+    FROM THE RIGHT, as the reference tokenizes it with ``truncation=True, max_length=max_length`` in training
+    and evaluation (spec lamp.md 4.1 step 3, 6.1; the end of an over-long input is lost, the profile kept);
+    None for the chat style, which keeps lm's default (left cut to the model's context only)."""
+    return max_length if style == "official" else None
+
+
+def prompt_cut_options(max_prompt_tokens: int | None) -> dict:
+    """handle.generate() options for :func:`official_prompt_cut`'s result ({} when there is no cut)."""
+    if max_prompt_tokens is None:
+        return {}
+    return {"max_input_tokens": max_prompt_tokens, "truncation_side": "right"}
+
+
 def retrieve_items(spec: TaskSpec, examples: Sequence[Example], args) -> list[list[dict]] | None:
     """Top-K profile items per example from the shared retrieval flags; None without ``--use_profile``."""
     if not args.use_profile:

@@ -27,8 +27,10 @@ split (--retrieval_random_seed); the study re-seeded every batch of 1000, which 
 Prompts are the official LaMP strings (the ablations are defined on them).
 
 Results go to <output_root>/<model>/<retrieval_id>[_<ablation>][/<in>_<out>]/<task_pattern>/<task>/
-<k>[_<target>][/<order>][/seed<s>]: config.json, selection.json (the item ids of every prompt, in prompt
-order), predictions.json, scores.json, run.log (and checkpoints/, best_model/ when fine-tuning).
+<k>[_<target>][/<order>][/seed<s>], fine-tuned runs to a subfolder named after the training settings,
+ft_lr<lr>_wd<wd>_bs<batch>_warmup<ratio>_seed<seed>[_lora] (rerun with more --training_epoch to extend a run):
+config.json, selection.json (the item ids of every prompt, in prompt order), predictions.json, scores.json,
+run.log (and checkpoints/, best_model/ when fine-tuning).
 """
 from __future__ import annotations
 
@@ -153,7 +155,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     selected = {split: StudySelector(spec, settings, pool, stream=split).select(examples[split])
                 for split in examples if split == "dev" or args.training_epoch > 0}
 
-    output_dir = result_dir(args.output_root, args.model_name, settings, args.task_pattern, spec.name)
+    training = None if args.training_epoch <= 0 else {
+        "lr": args.learning_rate, "wd": args.weight_decay, "bs": args.per_device_batch_size,
+        "warmup": args.warmup_ratio, "seed": args.seed, "lora": args.lora}
+    output_dir = result_dir(args.output_root, args.model_name, settings, args.task_pattern, spec.name, training)
     setup_logging(output_dir)
     ablation = effective_ablation(spec, settings.ablation)
     if ablation != settings.ablation:
@@ -164,7 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
              sum(map(len, selected["dev"])), template, folder)
 
     from data.io import atomic_write_json
-    from lamp_rag.pipeline import build_prompts, generate_and_score
+    from lamp_rag.pipeline import build_prompts, generate_and_score, prompt_cut_options
     from lm import load_model
 
     atomic_write_json(output_dir / "selection.json",
@@ -177,6 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                     template=template)
                for split, items in selected.items()}
     generation = generation_options(args, spec.max_new_tokens)
+    generation.update(prompt_cut_options(args.max_length))   # the study's prompts are always official-style
     model_id = None
     if args.training_epoch > 0:
         from lamp_rag.training import finetune
@@ -186,7 +192,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                           weight_decay=args.weight_decay, per_device_batch_size=args.per_device_batch_size,
                           warmup_ratio=args.warmup_ratio, max_steps=args.max_steps,
                           generation_max_length=generation["max_new_tokens"],
-                          generation_num_beams=generation["num_beams"], seed=args.seed)
+                          generation_num_beams=generation["num_beams"], seed=args.seed,
+                          max_prompt_tokens=args.max_length)
         handle, model_id = result.handle, result.best_checkpoint
         print(f"best checkpoint: {result.best_checkpoint}")
     scores = generate_and_score(spec, handle, examples["dev"], prompts["dev"], output_dir, generation,

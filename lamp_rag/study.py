@@ -36,7 +36,7 @@ import re
 from dataclasses import dataclass
 from itertools import accumulate
 from pathlib import Path
-from typing import Mapping, Sequence, TypeVar
+from typing import Any, Mapping, Sequence, TypeVar
 
 import numpy as np
 
@@ -258,12 +258,16 @@ class StudySelector:
 
 
 def result_dir(root: str | Path, model_name: str, settings: StudySettings, task_pattern: str,
-               task_name: str) -> Path:
+               task_name: str, training: Mapping[str, Any] | None = None) -> Path:
     """The run folder, named after the settings as in the study (spec A8):
 
         <root>/<model>/<retrieval_id>[_<ablation>][/<in>_<out>]/<pattern>/<task>/<k>[_<target>][/<order>][/seed<s>]
+        [/ft_<name><value>_...]
 
     with the ablation's own name as suffix (none for both) and one seed folder when anything is random.
+    ``training`` (fine-tuned runs): the settings that change the trained weights, e.g. {"lr": 5e-5, "lora": True},
+    as a last folder (a true flag by its name alone, a false one left out), so runs with other training settings
+    never share a folder. The number of epochs is not part of it: rerunning with more epochs extends the run.
     """
     method = settings.retrieval_id + ("" if settings.ablation == "both" else f"_{settings.ablation}")
     path = Path(root) / Path(str(model_name).rstrip("/")).name / method
@@ -275,6 +279,10 @@ def result_dir(root: str | Path, model_name: str, settings: StudySettings, task_
         path /= settings.order
     if settings.uses_random:
         path /= f"seed{settings.seed}"
+    if training is not None:
+        parts = [name if value is True else f"{name}{_number(value) if isinstance(value, float) else value}"
+                 for name, value in training.items() if value is not False]
+        path /= "_".join(["ft", *parts])
     return path
 
 

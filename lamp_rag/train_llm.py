@@ -56,7 +56,8 @@ def make_parser() -> argparse.ArgumentParser:
                         help="auto (default): 'chat' for decoder-only chat models, 'official' (the LaMP "
                              "string prompt) for seq2seq/FlanT5-style models")
     parser.add_argument("--max_length", type=int, default=256,
-                        help="official style: token budget of the prompt (default: %(default)s)")
+                        help="official style: token budget of the prompt, which is also cut to it from the "
+                             "right (default: %(default)s)")
     parser.add_argument("--max_item_tokens", type=int, default=None,
                         help="chat style: cut each profile item's input text to this many tokens")
     add_model_arguments(parser)
@@ -79,7 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise InputError("--backend vllm cannot train; train_llm uses the hf backend")
     from data.loaders import load_examples
     from data.tasks import get_task
-    from lamp_rag.pipeline import build_prompts, generate_and_score, resolve_prompt_style, retrieve_items
+    from lamp_rag.pipeline import (build_prompts, generate_and_score, official_prompt_cut, prompt_cut_options,
+                                   resolve_prompt_style, retrieve_items)
     from lamp_rag.training import BEST_MODEL_DIR, VALIDATION_DIR, finetune, require_targets
 
     spec = get_task(args.task)
@@ -105,8 +107,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                                     max_item_tokens=args.max_item_tokens)
                for split in examples}
     options = {option.name: getattr(args, option.name) for option in dataclasses.fields(TrainingOptions)}
+    max_prompt_tokens = official_prompt_cut(style, args.max_length)
     result = finetune(spec, handle, examples["train"], prompts["train"], examples["validation"],
-                      prompts["validation"], args.output_dir, args.num_train_epochs, lora=args.lora, **options)
+                      prompts["validation"], args.output_dir, args.num_train_epochs, lora=args.lora,
+                      max_prompt_tokens=max_prompt_tokens, **options)
     print(f"best checkpoint: {result.best_checkpoint}")
     print(f"best model: {args.output_dir / BEST_MODEL_DIR}")
     print(f"validation: {args.output_dir / VALIDATION_DIR}")
@@ -114,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{spec.name} validation {name}: {value:.4f}")
     if "test" in examples:
         generation = {"max_new_tokens": args.generation_max_length, "num_beams": args.generation_num_beams,
-                      "batch_size": args.per_device_batch_size}
+                      "batch_size": args.per_device_batch_size, **prompt_cut_options(max_prompt_tokens)}
         scores = generate_and_score(spec, result.handle, examples["test"], prompts["test"], args.output_dir / "test",
                                     generation, model_id=result.best_checkpoint)
         for name, value in scores.items():

@@ -7,13 +7,15 @@ uses) and the RAW golds are scored with ``eval`` (not golds decoded from their t
 does); the best checkpoint follows the registry's ``spec.best_metric`` in the direction of
 ``spec.greater_is_better`` (LaMP_3 keeps the lowest MAE). LoRA targets peft's modules for the model type
 (``q, v`` for T5, ``q_proj, v_proj`` for Llama). Rerunning with the same ``output_dir`` resumes from the
-last checkpoint.
+last checkpoint, only with the same model, hyperparameters and data (``checkpoints/run_settings.json``; more
+epochs are fine); other settings raise InputError instead of reusing the old run's checkpoints.
 
     result = finetune(spec, "default", train, train_prompts, val, val_prompts, "runs/ft", epochs=10, lora=True)
     result.best_checkpoint, result.metrics, result.handle.generate(...)
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -22,14 +24,18 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from data.errors import input_error
-from data.io import atomic_write_text
+from data.io import atomic_write_json, atomic_write_text, read_json
 from data.records import Example
 from data.tasks import TaskSpec
-from lamp_rag.pipeline import PREDICTIONS_FILE, SCORES_FILE, Prompt, generate_and_score
+from lamp_rag.pipeline import (PREDICTIONS_FILE, SCORES_FILE, Prompt, _fingerprint, generate_and_score,
+                               prompt_cut_options)
 
 log = logging.getLogger("lampkit.lamp_rag")
 
 CHECKPOINTS_DIR = "checkpoints"
+RUN_SETTINGS_FILE = "run_settings.json"   # in checkpoints/: what the checkpoints were trained with
+# Options that do not change the weights or the best checkpoint; epochs and max_steps may grow to extend a run.
+_RESUMABLE_OPTIONS = ("max_steps", "logging_steps", "save_total_limit")
 BEST_MODEL_DIR = "best_model"
 VALIDATION_DIR = "validation"
 
@@ -68,9 +74,12 @@ class FinetuneResult:
 
 def finetune(spec: TaskSpec, model_name, train_examples: Sequence[Example], train_prompts: Sequence[Prompt],
              val_examples: Sequence[Example], val_prompts: Sequence[Prompt], output_dir: str | os.PathLike,
-             epochs: float, lora: bool = False, **hyperparameters) -> FinetuneResult:
+             epochs: float, lora: bool = False, max_prompt_tokens: int | None = None,
+             **hyperparameters) -> FinetuneResult:
     """Fine-tune ``model_name`` (a name for :func:`lm.load_model`, or an already loaded lm handle).
 
+    ``max_prompt_tokens``: cut prompts to this many tokens from the right in training and validation
+    generation (the official style's ``max_length``, see lamp_rag.pipeline.official_prompt_cut); None: no cut.
     ``hyperparameters`` are :class:`TrainingOptions` fields. Checkpoints go to ``<output_dir>/checkpoints``,
     each with the validation predictions.json and scores.json of its epoch; the best model (LoRA merged
     into the base weights) to ``<output_dir>/best_model``, loadable by ``evaluate_llm --model_addr``, and
@@ -82,15 +91,20 @@ def finetune(spec: TaskSpec, model_name, train_examples: Sequence[Example], trai
     options = TrainingOptions(**hyperparameters)
     require_targets(train_examples, "training data")
     require_targets(val_examples, "validation data")
+    output_dir = Path(output_dir)
+    checkpoints = output_dir / CHECKPOINTS_DIR
+    settings = {**run_settings(model_name, train_examples, train_prompts, val_examples, val_prompts, lora, options),
+                "max_prompt_tokens": max_prompt_tokens}
+    check_resumable(checkpoints, settings)
     handle = _load(model_name)
     if lora:
         handle.model = _add_lora(handle, options)
-    train_set = _tokenize(handle, train_prompts, [e.target for e in train_examples], options.generation_max_length)
+    train_set = _tokenize(handle, train_prompts, [e.target for e in train_examples], options.generation_max_length,
+                          max_prompt_tokens)
     # The Trainer requires an eval dataset with eval_strategy="epoch"; evaluation itself generates from prompts.
-    val_set = _tokenize(handle, val_prompts, [e.target for e in val_examples], options.generation_max_length)
+    val_set = _tokenize(handle, val_prompts, [e.target for e in val_examples], options.generation_max_length,
+                        max_prompt_tokens)
 
-    output_dir = Path(output_dir)
-    checkpoints = output_dir / CHECKPOINTS_DIR
     args = TrainingArguments(
         output_dir=str(checkpoints), num_train_epochs=epochs, max_steps=options.max_steps,
         learning_rate=options.learning_rate, weight_decay=options.weight_decay,
@@ -105,7 +119,7 @@ def finetune(spec: TaskSpec, model_name, train_examples: Sequence[Example], trai
         report_to="none",
     )
     generation = {"max_new_tokens": options.generation_max_length, "num_beams": options.generation_num_beams,
-                  "batch_size": options.per_device_batch_size}
+                  "batch_size": options.per_device_batch_size, **prompt_cut_options(max_prompt_tokens)}
     trainer = _generation_eval_trainer(
         spec, handle, val_examples, val_prompts, generation,
         model=handle.model, args=args, train_dataset=train_set, eval_dataset=val_set,
@@ -114,6 +128,8 @@ def finetune(spec: TaskSpec, model_name, train_examples: Sequence[Example], trai
     last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
     if last:
         log.info("resuming from %s", last)
+    else:
+        atomic_write_json(checkpoints / RUN_SETTINGS_FILE, settings)
     trainer.train(resume_from_checkpoint=last)
 
     best = trainer.state.best_model_checkpoint
@@ -129,6 +145,44 @@ def finetune(spec: TaskSpec, model_name, train_examples: Sequence[Example], trai
     log.info("best checkpoint %s (%s %s); model saved to %s", best, spec.best_metric,
              metrics.get(spec.best_metric), output_dir / BEST_MODEL_DIR)
     return FinetuneResult(best_checkpoint=best, metrics=metrics, handle=handle)
+
+
+def run_settings(model_name, train_examples: Sequence[Example], train_prompts: Sequence[Prompt],
+                 val_examples: Sequence[Example], val_prompts: Sequence[Prompt], lora: bool,
+                 options: TrainingOptions) -> dict[str, Any]:
+    """What determines a run's checkpoints: model, hyperparameters and digests of the training and validation data.
+
+    The number of epochs (and max_steps) is left out so a finished run can be extended.
+    """
+    values = {name: value for name, value in vars(options).items()
+              if name not in _RESUMABLE_OPTIONS and (lora or not name.startswith("lora_"))}
+    settings = {"model": str(model_name) if isinstance(model_name, (str, os.PathLike)) else model_name.name,
+                "lora": lora, **values,
+                "training data": _data_digest(train_examples, train_prompts),
+                "validation data": _data_digest(val_examples, val_prompts)}
+    return json.loads(json.dumps(settings))     # as read back from the file (tuples become lists)
+
+
+def check_resumable(checkpoints: Path, settings: dict[str, Any]) -> None:
+    """Raise InputError if ``checkpoints`` holds checkpoints of a run with other settings (or unknown ones)."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    if not checkpoints.is_dir() or not get_last_checkpoint(str(checkpoints)):
+        return
+    advice = "choose another --output_dir or delete the folder"
+    path = checkpoints / RUN_SETTINGS_FILE
+    if not path.is_file():
+        raise input_error(checkpoints, f"holds checkpoints without {RUN_SETTINGS_FILE} (settings unknown); {advice}")
+    saved = read_json(path)
+    for name in {**saved, **settings}:
+        if saved.get(name) != settings.get(name):
+            detail = ("differs (other examples, prompts, outputs or --limit)" if name.endswith(" data")
+                      else f"was {saved.get(name)!r}, now {settings.get(name)!r}")
+            raise input_error(checkpoints, f"holds checkpoints of another run: {name} {detail}; {advice}")
+
+
+def _data_digest(examples: Sequence[Example], prompts: Sequence[Prompt]) -> str:
+    return _fingerprint([[str(e.id), prompt, e.target] for e, prompt in zip(examples, prompts, strict=True)])
 
 
 def lora_target_modules(model) -> list[str]:
@@ -172,12 +226,20 @@ def require_targets(examples: Sequence[Example], source: str | os.PathLike) -> N
             raise input_error(source, "missing (give the outputs file)", record=example.id, field="output")
 
 
-def _tokenize(handle, prompts: Sequence[Prompt], targets: Sequence[str], max_target_tokens: int) -> list[dict]:
-    """Input ids and labels per (prompt, target); the prompt is encoded exactly as ``lm`` generation sees it."""
+def _tokenize(handle, prompts: Sequence[Prompt], targets: Sequence[str], max_target_tokens: int,
+              max_prompt_tokens: int | None = None) -> list[dict]:
+    """Input ids and labels per (prompt, target); the prompt is encoded exactly as ``lm`` generation sees it.
+
+    ``max_prompt_tokens`` (official style): the prompt is cut to that many tokens from the right before
+    the target is appended, like the reference's ``truncation=True, max_length=max_length``.
+    """
     from lm.prompting import encode_prompts, input_budget
 
     tokenizer = handle.tokenizer
-    prompt_ids = encode_prompts(handle, prompts, None, input_budget(handle, max_target_tokens, None))
+    if max_prompt_tokens is None:
+        prompt_ids = encode_prompts(handle, prompts, None, input_budget(handle, max_target_tokens, None))
+    else:
+        prompt_ids = encode_prompts(handle, prompts, None, max_prompt_tokens, truncation_side="right")
     if handle.is_encoder_decoder:
         labels = tokenizer(text_target=list(targets), max_length=max_target_tokens, truncation=True)["input_ids"]
         return [{"input_ids": ids, "attention_mask": [1] * len(ids), "labels": target}

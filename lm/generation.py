@@ -18,13 +18,14 @@ def generate_ids(handle, prompts: Sequence[Prompt], max_new_tokens: int = 64, nu
                  do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0,
                  repetition_penalty: float = 1.0, seed: int | None = None, batch_size: int = 16,
                  chat: bool | None = None, logits_processor: Any = None, progress: bool = True,
-                 max_input_tokens: int | None = None) -> list[list[int]]:
+                 max_input_tokens: int | None = None, truncation_side: str = "left") -> list[list[int]]:
     """New token ids for every prompt, in input order, cut after the first EOS (padding is not returned)."""
     import torch
     from tqdm.auto import tqdm
 
     model, tokenizer = handle.model, handle.tokenizer
-    encoded = encode_prompts(handle, prompts, chat, input_budget(handle, max_new_tokens, max_input_tokens))
+    encoded = encode_prompts(handle, prompts, chat, input_budget(handle, max_new_tokens, max_input_tokens),
+                             truncation_side)
     options = _decoding_options(handle, max_new_tokens, num_beams, do_sample, temperature, top_p, top_k,
                                 repetition_penalty)
     stop_ids = set(_as_list(options["eos_token_id"]))

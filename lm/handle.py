@@ -58,19 +58,22 @@ class ModelHandle:
                  do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0,
                  repetition_penalty: float = 1.0, seed: int | None = None, batch_size: int = 16,
                  chat: bool | None = None, logits_processor: Any = None, progress: bool = True,
-                 max_input_tokens: int | None = None) -> list[str]:
+                 max_input_tokens: int | None = None, truncation_side: str = "left") -> list[str]:
         """Only the new text per prompt (special tokens stripped), in input order.
 
         prompts: strings or chat message lists. chat=None uses the chat template when the model has one.
         logits_processor: a LogitsProcessor, a list, or a per-batch factory (see lm.generation).
         seed: seeds torch's global RNG first, so sampling repeats for the same prompts and batch_size.
         top_k=0 disables top-k filtering.
-        max_input_tokens: cut longer prompts from the left (default: context length minus max_new_tokens).
+        max_input_tokens: cut longer prompts to this many tokens (default: context length minus max_new_tokens),
+        from the left (truncation_side="left", the default) or from the right ("right", see
+        lm.prompting.encode_prompts).
         """
         prompts = list(prompts)
         if self.vllm_engine is not None:
             if logits_processor is None and num_beams == 1:
-                encoded = encode_prompts(self, prompts, chat, input_budget(self, max_new_tokens, max_input_tokens))
+                encoded = encode_prompts(self, prompts, chat, input_budget(self, max_new_tokens, max_input_tokens),
+                                         truncation_side)
                 return self.vllm_engine.generate(encoded, max_new_tokens=max_new_tokens, do_sample=do_sample,
                                                  temperature=temperature, top_p=top_p, top_k=top_k,
                                                  repetition_penalty=repetition_penalty, seed=seed,
@@ -81,7 +84,7 @@ class ModelHandle:
                                  do_sample=do_sample, temperature=temperature, top_p=top_p, top_k=top_k,
                                  repetition_penalty=repetition_penalty, seed=seed, batch_size=batch_size,
                                  chat=chat, logits_processor=logits_processor, progress=progress,
-                                 max_input_tokens=max_input_tokens)
+                                 max_input_tokens=max_input_tokens, truncation_side=truncation_side)
         return decode(self.tokenizer, token_ids)
 
     def score(self, prompts: Sequence[Prompt], targets: Sequence[str], batch_size: int = 16,

@@ -36,20 +36,52 @@ def render(tokenizer, prompt: Prompt, chat: bool) -> str:
 
 
 def encode_prompts(handle, prompts: Sequence[Prompt], chat: bool | None,
-                   max_tokens: int | None) -> list[list[int]]:
-    """Token ids per prompt, over-long prompts cut from the left so the question at the end survives."""
+                   max_tokens: int | None, truncation_side: str = "left") -> list[list[int]]:
+    """Token ids per prompt; over-long prompts are cut to max_tokens.
+
+    truncation_side="left" (default) drops the beginning so the question at the end survives (a leading
+    BOS is kept). "right" keeps the first max_tokens tokens like a Hugging Face tokenizer called with
+    ``truncation=True, max_length=max_tokens``: the text is cut, the special tokens the tokenizer adds
+    (BOS, T5's EOS) stay; with a chat template the string prompt's content is cut so that the rendered
+    turn, generation prompt included, fits.
+    """
+    if truncation_side not in ("left", "right"):
+        raise ValueError(f"truncation_side must be 'left' or 'right', got {truncation_side!r}")
     use_chat = uses_chat(handle, chat)
     texts = [render(handle.tokenizer, prompt, use_chat) for prompt in prompts]
     # A rendered chat template already contains every special token the model expects.
     encoded = tokenize(handle.tokenizer, texts, add_special_tokens=not use_chat)
     if max_tokens is None:
         return encoded
-    truncated = [truncate_left(ids, max_tokens, handle.tokenizer.bos_token_id) for ids in encoded]
+    if truncation_side == "left":
+        truncated = [truncate_left(ids, max_tokens, handle.tokenizer.bos_token_id) for ids in encoded]
+    else:
+        truncated = [ids if len(ids) <= max_tokens
+                     else _keep_start(handle.tokenizer, prompt, ids, max_tokens, use_chat)
+                     for prompt, ids in zip(prompts, encoded)]
     cut = sum(len(a) != len(b) for a, b in zip(encoded, truncated))
     if cut:
-        log.warning("%d of %d prompts were longer than %d tokens and lost their beginning",
-                    cut, len(encoded), max_tokens)
+        log.warning("%d of %d prompts were longer than %d tokens and lost their %s", cut, len(encoded),
+                    max_tokens, "beginning" if truncation_side == "left" else "end")
     return truncated
+
+
+def _keep_start(tokenizer, prompt: Prompt, ids: list[int], max_tokens: int, use_chat: bool) -> list[int]:
+    """The over-long prompt ``ids`` cut from the right (see encode_prompts)."""
+    if not isinstance(prompt, str):
+        raise ValueError("truncation_side='right' needs string prompts, not chat message lists")
+    if not use_chat:
+        plain = tokenize(tokenizer, [prompt], add_special_tokens=False)[0]
+        return truncate_right(ids, plain, max_tokens)
+    # Chat template: cut the user content, re-render; decoding can merge tokens, so shrink until it fits.
+    content = tokenize(tokenizer, [prompt], add_special_tokens=False)[0]
+    keep = max(max_tokens - (len(ids) - len(content)), 0)
+    while True:
+        text = render(tokenizer, tokenizer.decode(content[:keep], skip_special_tokens=True), True)
+        cut = tokenize(tokenizer, [text], add_special_tokens=False)[0]
+        if len(cut) <= max_tokens or keep == 0:
+            return cut
+        keep = max(keep - (len(cut) - max_tokens), 0)
 
 
 def tokenize(tokenizer, texts: Sequence[str], **options) -> list[list[int]]:
@@ -64,6 +96,19 @@ def truncate_left(ids: list[int], max_tokens: int, bos_id: int | None) -> list[i
     if bos_id is not None and ids and ids[0] == bos_id and max_tokens > 1:
         return [bos_id] + ids[len(ids) - max_tokens + 1:]
     return ids[len(ids) - max_tokens:]
+
+
+def truncate_right(ids: list[int], plain: list[int], max_tokens: int) -> list[int]:
+    """Keep the first max_tokens ids of ``ids``, the encoding with special tokens of the text whose plain
+    encoding is ``plain``: as HF ``truncation=True`` does, the text is cut and the added special tokens
+    (a leading BOS, a trailing EOS) stay."""
+    if len(ids) <= max_tokens:
+        return ids
+    specials = len(ids) - len(plain)
+    for start in range(max(specials, 0) + 1):
+        if ids[start:start + len(plain)] == plain and max_tokens >= specials:
+            return ids[:start] + plain[:max_tokens - specials] + ids[start + len(plain):]
+    return ids[:max_tokens]
 
 
 def context_length(handle) -> int | None:

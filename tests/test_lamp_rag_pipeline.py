@@ -160,3 +160,33 @@ def test_default_model_generates_headlines(tmp_path):
     _, predictions = read_golds(out / "predictions.json")
     assert len(predictions) == 2 and all(text.strip() for text in predictions.values())
     assert 0.0 <= json.loads((out / "scores.json").read_text())["metrics"]["rouge-1"] <= 1.0
+
+
+@pytest.mark.parametrize("style", ["official", "chat"])
+def test_official_prompts_are_cut_to_max_length_from_the_right(tiny_causal_lm, tiny_handle, tmp_path, monkeypatch,
+                                                                style):
+    import lm.generation
+    from lm.prompting import encode_prompts
+
+    calls = []
+
+    def spy(handle, prompts, chat, max_tokens, truncation_side="left"):
+        encoded = encode_prompts(handle, prompts, chat, max_tokens, truncation_side)
+        calls.append((prompts, max_tokens, truncation_side, encoded))
+        return encoded
+
+    monkeypatch.setattr(lm.generation, "encode_prompts", spy)
+    code = evaluate("--task", "LaMP_4", "--model_addr", tiny_causal_lm, "--validation_data", QUESTIONS,
+                    "--validation_outputs", OUTPUTS, "--output_dir", tmp_path / "run", "--limit", 3,
+                    "--max_new_tokens", 2, "--use_profile", "--num_retrieved", 2, "--prompt_style", style,
+                    "--max_length", 32, "--chat", "off" if style == "official" else "auto")
+    assert code == 0 and calls
+    for prompts, max_tokens, side, encoded in calls:
+        if style == "chat":      # unchanged: only lm's default left cut to the model's context
+            assert side == "left" and max_tokens > 32
+            continue
+        assert (max_tokens, side) == (32, "right") and all(len(ids) <= 32 for ids in encoded)
+        for prompt, ids in zip(prompts, encoded):    # the start (the profile) survives, the end is lost
+            full = encode_prompts(tiny_handle, [prompt], False, None)[0]
+            assert len(full) > 32 and ids == full[:32]
+

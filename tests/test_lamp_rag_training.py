@@ -7,6 +7,7 @@ import torch
 
 import eval.scoring
 from data.cli import run
+from data.errors import InputError
 from data.loaders import load_examples, read_golds
 from data.tasks import get_task
 from lamp_rag import train_llm, training
@@ -113,6 +114,46 @@ def test_rerun_resumes_from_the_last_checkpoint(tiny_causal_lm, tmp_path, caplog
     assert last_checkpoint(tmp_path).name == "checkpoint-2" and len(train_losses(result.best_checkpoint)) >= 1
 
 
+def checkpoint_files(output_dir: Path) -> dict[str, bytes]:
+    folder = output_dir / "checkpoints"
+    return {str(path.relative_to(folder)): path.read_bytes() for path in folder.rglob("*") if path.is_file()}
+
+
+@pytest.mark.parametrize("change,named", [({"learning_rate": 1e-6}, "learning_rate was 0.003, now 1e-06"),
+                                          ({"seed": 7}, "seed was 0, now 7"),
+                                          ({"train_size": 4}, "training data differs"),
+                                          ({"lora": True}, "lora was False, now True")],
+                         ids=["learning_rate", "seed", "limit", "lora"])
+def test_rerun_with_other_settings_is_refused_and_keeps_the_old_checkpoints(tiny_causal_lm, tmp_path, change,
+                                                                            named):
+    finetune("LaMP_4", tiny_causal_lm, tmp_path, epochs=1, train_size=8)
+    before = checkpoint_files(tmp_path)
+    assert "run_settings.json" in before
+    with pytest.raises(InputError) as error:
+        finetune("LaMP_4", tiny_causal_lm, tmp_path, epochs=1, **{"train_size": 8, **change})
+    message = str(error.value)
+    assert message.startswith(str(tmp_path / "checkpoints")) and named in message and "\n" not in message
+    assert "--output_dir" in message and "delete" in message
+    assert checkpoint_files(tmp_path) == before
+
+
+def test_checkpoints_without_run_settings_are_not_resumed(tiny_causal_lm, tmp_path):
+    finetune("LaMP_4", tiny_causal_lm, tmp_path, epochs=1, train_size=8)
+    (tmp_path / "checkpoints" / "run_settings.json").unlink()       # a run of an older lampkit
+    with pytest.raises(InputError, match="run_settings.json"):
+        finetune("LaMP_4", tiny_causal_lm, tmp_path, epochs=2, train_size=8)
+
+
+def test_train_llm_rerun_with_another_learning_rate_exits_2(tiny_causal_lm, tmp_path, capsys):
+    argv = cli_args(tmp_path, tiny_causal_lm) + ["--num_train_epochs", "1", "--generation_max_length", "4",
+                                                  "--generation_num_beams", "1", "--limit", "4"]
+    assert run(train_llm.main, argv) == 0
+    capsys.readouterr()
+    assert run(train_llm.main, argv + ["--learning_rate", "1e-3"]) == 2
+    last_line = capsys.readouterr().err.splitlines()[-1]      # after the model loading progress bars
+    assert last_line.startswith("error: ") and "checkpoints: " in last_line and "learning_rate" in last_line
+
+
 def cli_args(tmp_path, model, task="LaMP_4"):
     data = SAMPLE / task
     return ["--task", task, "--model_name", str(model), "--output_dir", str(tmp_path / "run"),
@@ -154,3 +195,30 @@ def test_train_llm_bad_input_is_one_line_exit_2_and_no_output(tiny_causal_lm, tm
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1, err
     assert not (tmp_path / "run").exists()
+
+
+
+@pytest.mark.parametrize("model", ["tiny_causal_lm", "tiny_seq2seq_lm"])
+def test_official_training_prompts_are_cut_to_max_length_from_the_right(model, request):
+    from lm.prompting import encode_prompts
+
+    handle = load(request.getfixturevalue(model))
+    examples = load_examples(SAMPLE / "LaMP_4" / "train_questions.json", SAMPLE / "LaMP_4" / "train_outputs.json",
+                             limit=4)
+    prompts = build_prompts(get_task("LaMP_4"), examples, [e.profile[:2] for e in examples], "official",
+                            handle.tokenizer, max_length=64)
+    targets = [e.target for e in examples]
+    full = encode_prompts(handle, prompts, None, None)       # as _tokenize encodes (chat template if any)
+    assert all(len(ids) > 40 for ids in full)
+    cut = training._tokenize(handle, prompts, targets, 8, max_prompt_tokens=40)
+    uncut = training._tokenize(handle, prompts, targets, 8)          # no max_length cut (chat style)
+    for row, whole, ids in zip(cut, uncut, full):
+        prompt_ids = row["input_ids"] if handle.is_encoder_decoder else \
+            [t for t, label in zip(row["input_ids"], row["labels"]) if label == -100]
+        assert 0 < len(prompt_ids) <= 40 and len(whole["input_ids"]) > len(row["input_ids"])
+        if handle.is_encoder_decoder:     # the start survives and T5's </s> stays last, as with truncation=True
+            assert prompt_ids[:39] == ids[:39] and prompt_ids[-1] == handle.tokenizer.eos_token_id
+        else:                             # the chat turn keeps its start and its generation prompt
+            assert prompt_ids[:8] == ids[:8] and prompt_ids[-5:] == ids[-5:]
+        # the target tokens follow unchanged
+        assert [t for t in row["labels"] if t != -100] == [t for t in whole["labels"] if t != -100]

@@ -352,3 +352,55 @@ def _word_ids(tokenizer, count):
 def _write(path, data):
     path.write_bytes(data)
     return path
+
+
+@pytest.mark.parametrize("model_fixture", ["causal", "seq2seq"])
+def test_right_truncation_keeps_the_first_tokens_like_hf_truncation(request, model_fixture):
+    handle = request.getfixturevalue(model_fixture)
+    long_prompt = " ".join(STRING_PROMPTS * 4)
+    full = encode_prompts(handle, [long_prompt], chat=False, max_tokens=None)[0]
+    cut = encode_prompts(handle, [long_prompt], chat=False, max_tokens=12, truncation_side="right")[0]
+    assert len(full) > 12 and len(cut) == 12
+    # Exactly what the reference's tokenizer(prompt, truncation=True, max_length=12) gives: the text's
+    # start, with the tokenizer's special tokens kept (the causal BOS first, T5's </s> last).
+    tokenizer = handle.tokenizer
+    assert tokenizer.truncation_side == "right"
+    assert cut == tokenizer(long_prompt, truncation=True, max_length=12)["input_ids"]
+    if handle.is_encoder_decoder:
+        assert cut[-1] == tokenizer.eos_token_id and cut[:11] == full[:11]
+    else:
+        assert cut == full[:12] and cut[0] == tokenizer.bos_token_id
+    short = encode_prompts(handle, STRING_PROMPTS, chat=False, max_tokens=None)
+    assert encode_prompts(handle, STRING_PROMPTS, chat=False, max_tokens=12 + max(map(len, short)),
+                          truncation_side="right") == short
+
+
+def test_right_truncation_with_a_chat_template_cuts_the_content_and_keeps_the_turn(causal):
+    long_prompt = " ".join(STRING_PROMPTS * 4)
+    cut = encode_prompts(causal, [long_prompt], chat=True, max_tokens=20, truncation_side="right")[0]
+    text = causal.tokenizer.decode(cut)
+    assert len(cut) <= 20
+    assert text.startswith("<|im_start|>user\n" + long_prompt[:5])
+    assert text.endswith("<|im_end|>\n<|im_start|>assistant\n")
+    with pytest.raises(ValueError, match="string prompts"):
+        encode_prompts(causal, [[{"role": "user", "content": long_prompt}]], chat=True, max_tokens=5,
+                       truncation_side="right")
+    with pytest.raises(ValueError, match="truncation_side"):
+        encode_prompts(causal, [long_prompt], chat=False, max_tokens=5, truncation_side="middle")
+
+
+def test_generate_passes_right_truncation_to_the_model(causal, monkeypatch):
+    long_prompt = " ".join(STRING_PROMPTS * 4)
+    full = encode_prompts(causal, [long_prompt], chat=False, max_tokens=None)[0]
+    seen = []
+    original = causal.model.generate
+
+    def spy(input_ids, attention_mask, **kwargs):
+        seen.append(input_ids[attention_mask.bool()].tolist())
+        return original(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+
+    monkeypatch.setattr(causal.model, "generate", spy)
+    causal.generate([long_prompt], max_new_tokens=2, max_input_tokens=12, truncation_side="right", chat=False,
+                    progress=False)
+    causal.generate([long_prompt], max_new_tokens=2, max_input_tokens=12, chat=False, progress=False)
+    assert seen == [full[:12], [full[0]] + full[-11:]]

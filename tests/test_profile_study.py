@@ -201,6 +201,11 @@ def test_result_dir_is_named_after_the_settings(tmp_path):
     bm25 = StudySettings(k=0.5, ablation="only_output", target=2)
     assert result_dir(tmp_path, "default", bm25, "time-based", "LaMP_2") == \
         tmp_path / "default" / "BM25_only_output" / "time-based" / "LaMP_2" / "0.5_2"
+    training = {"lr": 5e-5, "wd": 0.001, "bs": 6, "warmup": 0.05, "seed": 0, "lora": False}
+    assert result_dir(tmp_path, "default", bm25, "time-based", "LaMP_2", training).name == \
+        "ft_lr5e-05_wd0.001_bs6_warmup0.05_seed0"
+    assert result_dir(tmp_path, "default", bm25, "time-based", "LaMP_2", {**training, "lora": True}).name == \
+        "ft_lr5e-05_wd0.001_bs6_warmup0.05_seed0_lora"
 
 
 # ----------------------------------------------------------------------------- command line
@@ -231,7 +236,8 @@ def test_profile_study_fine_tunes_then_evaluates(tiny_causal_lm, tmp_path):
                  "--per_device_batch_size", 2, "--model_name", tiny_causal_lm, "--output_root", tmp_path / "runs",
                  "--limit", 4, "--num_beams", 1, "--max_new_tokens", 3)
     assert code == 0
-    out = tmp_path / "runs" / tiny_causal_lm.name / "Full_Random" / "time-based" / "LaMP_2" / "1" / "seed1"
+    out = (tmp_path / "runs" / tiny_causal_lm.name / "Full_Random" / "time-based" / "LaMP_2" / "1" / "seed1"
+           / "ft_lr5e-05_wd0.001_bs2_warmup0.05_seed0")
     assert (out / "best_model").is_dir() and (out / "scores.json").is_file()
     assert json.loads((out / "config.json").read_text())["data_dir"] == str(data / "time-based")
 
