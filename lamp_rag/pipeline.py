@@ -115,8 +115,8 @@ def generate_and_score(spec: TaskSpec, handle, examples: Sequence[Example], prom
 
     ``generation_options`` are :meth:`lm handle.generate` keyword arguments (``batch_size`` included).
     Finished batches are appended to ``predictions.partial.jsonl``; a rerun reuses every line whose
-    model, prompt and options match (``model_id`` names the weights, default ``handle.name``; pass a
-    checkpoint path for a fine-tuned model). ``predictions.json`` and ``scores.json`` are written
+    model, prompt and options match (``model_id`` names the weights, default ``handle.weights_id``: location,
+    file stamps and dtype; pass a checkpoint path for a fine-tuned model). ``predictions.json`` and ``scores.json`` are written
     atomically at the end. Returns ``{metric: value}``; ``{}`` (and no scores file) when some example has
     no gold.
     """
@@ -126,7 +126,7 @@ def generate_and_score(spec: TaskSpec, handle, examples: Sequence[Example], prom
     output_dir.mkdir(parents=True, exist_ok=True)
     options = {k: v for k, v in generation_options.items() if k not in _THROUGHPUT_OPTIONS}
     batch_size = int(generation_options.get("batch_size", 16))
-    run_key = _fingerprint({"model": model_id or handle.name, "options": options})
+    run_key = _fingerprint({"model": model_id or handle.weights_id, "options": options})
     keys = {example.id: _fingerprint({"run": run_key, "prompt": prompt})
             for example, prompt in zip(examples, prompts)}
 

@@ -27,6 +27,7 @@ class ModelHandle:
         self._model = model
         self._load_hf_model = load_hf_model
         self.vllm_engine = vllm_engine
+        self.weights_id = name   # load_model sets: location, file stamps and dtype (keys caches of outputs)
 
     @property
     def model(self):
@@ -41,6 +42,7 @@ class ModelHandle:
         # A replaced model (e.g. PEFT-wrapped) must also generate: the vLLM engine only knows the base weights.
         self._model = value
         self.vllm_engine = None
+        self.weights_id = f"{self.weights_id}|replaced-{id(value)}"  # never reuse outputs cached for the old one
 
     @property
     def is_encoder_decoder(self) -> bool:

@@ -54,8 +54,11 @@ def load_model(name_or_path: str | Path, device=None, dtype=None, backend: str =
         from lm.vllm_backend import VllmEngine
 
         engine = VllmEngine(source.location, str(dtype).removeprefix("torch."), trust_remote_code)
-        return ModelHandle(source.name, tokenizer, config, device, load_hf_model=load_hf_model, vllm_engine=engine)
-    return ModelHandle(source.name, tokenizer, config, device, model=load_hf_model())
+        handle = ModelHandle(source.name, tokenizer, config, device, load_hf_model=load_hf_model, vllm_engine=engine)
+    else:
+        handle = ModelHandle(source.name, tokenizer, config, device, model=load_hf_model())
+    handle.weights_id = f"{source.weights_stamp()}|{dtype}"
+    return handle
 
 
 def resolve_device(device=None):

@@ -1,6 +1,8 @@
 """Resolve a model name to something ``from_pretrained`` can load, and turn load failures into one-line errors."""
 from __future__ import annotations
 
+import hashlib
+
 import re
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,6 +21,16 @@ class ModelSource:
     location: str                  # local folder or hub id handed to from_pretrained
     gguf_file: str | None = None   # file name inside `location` for GGUF checkpoints
     is_hub_id: bool = False
+
+    def weights_stamp(self) -> str:
+        """Which weights these are, for caches of generated outputs: the location plus name, size and
+        modification time of every file in it (a retrained model saved to the same folder gets a new stamp)."""
+        folder = Path(self.location).expanduser()
+        if not folder.is_dir():  # a hub id: the cached snapshot is immutable
+            return self.location
+        files = [folder / self.gguf_file] if self.gguf_file else sorted(f for f in folder.rglob("*") if f.is_file())
+        stats = [(str(f.relative_to(folder)), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
+        return f"{folder.resolve()}|{hashlib.sha256(repr(stats).encode()).hexdigest()[:16]}"
 
     def load_options(self, trust_remote_code: bool, allow_download: bool) -> dict:
         options = {"trust_remote_code": trust_remote_code, "local_files_only": not allow_download}

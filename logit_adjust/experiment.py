@@ -294,7 +294,7 @@ def run_experiment(args) -> dict:
     ids = [example.id for example in selected]
     prompts = [example.input for example in selected]
     stable = {k: v for k, v in options.items() if k not in _THROUGHPUT_OPTIONS}
-    base_key = {"model": handle.name, "task": spec.name, "options": stable, "prompts": digest([*ids, *prompts])}
+    base_key = {"model": handle.weights_id, "task": spec.name, "options": stable, "prompts": digest([*ids, *prompts])}
     stats: dict[float, dict[int, dict[str, np.ndarray]]] = {}
     for beta, seed in tqdm([(b, s) for b in [0.0, *betas] for s in seeds], desc="runs (beta, seed)", unit="run"):
         # beta 0 runs without any processor: it IS the baseline, shared by every beta.

@@ -124,10 +124,13 @@ def cpu_seconds() -> float:
     return times.user + times.system + times.children_user + times.children_system
 
 
+CPU_TICK = 0.01   # os.times() resolution: a shorter CPU time reads as 0 and is counted as one tick
+
+
 def timed(function, *args):
     wall, cpu = time.perf_counter(), cpu_seconds()
     result = function(*args)
-    return result, time.perf_counter() - wall, cpu_seconds() - cpu
+    return result, time.perf_counter() - wall, max(cpu_seconds() - cpu, CPU_TICK)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

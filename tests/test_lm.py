@@ -76,6 +76,20 @@ def test_dtype_override(tiny_causal_lm):
     assert load_model(tiny_causal_lm, device="cpu", dtype="bfloat16").model.dtype == torch.bfloat16
 
 
+def test_weights_id_changes_with_the_weights_dtype_and_a_replaced_model(tiny_causal_lm, tmp_path):
+    import shutil
+
+    folder = shutil.copytree(tiny_causal_lm, tmp_path / "model")
+    first = load_model(folder, device="cpu")
+    assert load_model(folder, device="cpu").weights_id == first.weights_id          # same weights: same id
+    assert load_model(folder, device="cpu", dtype="bfloat16").weights_id != first.weights_id
+    first.model.save_pretrained(folder)                                              # "retrained" in place
+    assert load_model(folder, device="cpu").weights_id != first.weights_id
+    before = first.weights_id
+    first.model = first.model                                                        # e.g. wrapped by PEFT
+    assert first.weights_id != before
+
+
 @pytest.mark.parametrize("make_path, message", [
     (lambda tmp: tmp / "no_such_model", "no such model file or folder"),
     (lambda tmp: tmp, "no config.json"),
