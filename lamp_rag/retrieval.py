@@ -10,7 +10,7 @@ document ``spec.document(item, use_date)`` (spec lamp.md 3.2). Rankers (spec lam
 * ``bm25``: rank_bm25 0.2.2 ``BM25Okapi`` exactly: whitespace tokens (``str.split()``), k1 1.5, b 0.75,
   a negative idf replaced by 0.25 x the mean idf of the profile's vocabulary, repeated query tokens counted
   again, ties in reversed-argsort order. Scores are bit-identical to rank_bm25's, several times faster
-  (see :func:`term_statistics` and :func:`okapi_scores`).
+  (see :func:`map_term_statistics` and :func:`okapi_scores`).
 * ``contriever``: dot product of UNnormalized mean-pooled embeddings (Contriever's scoring) from any
   ``lm.load_encoder`` encoder; ``facebook/contriever`` is the reference model, the packaged
   all-MiniLM-L6-v2 only an offline CPU stand-in (trained for cosine, so it is used unnormalized here too,
@@ -64,29 +64,20 @@ class QueryTerms:
     tf: np.ndarray           # [n, U] occurrences of terms[u] in document d
 
 
-def term_statistics(queries: Sequence[str], corpora: Sequence[Sequence[str]]) -> Iterator[tuple[int, QueryTerms]]:
-    """``(question index, QueryTerms)`` for every question, tokenized with ``str.split()`` semantics.
+def map_term_statistics(queries: Sequence[str], corpora: Sequence[Sequence[str]],
+                        score: Callable[[QueryTerms], np.ndarray], workers: int | None = None,
+                        progress: bool = False, desc: str = "bm25") -> list[np.ndarray]:
+    """``[score(QueryTerms of question i)]`` for every question, tokenized with ``str.split()`` semantics.
 
     Why not rank_bm25 itself: it builds Python dicts per document for every question and loops over the
     query tokens in Python (about 600 ns per profile token). Here Arrow's C++ kernels split and hash the
     tokens (``utf8_split_whitespace`` splits on exactly the characters ``str.isspace()`` accepts, checked
     over every code point; pure-ASCII chunks take the ASCII kernel) and numpy counts, with no Python
     loop over tokens. Questions asking the same corpus (time-based LaMP splits, OPPU/CoPe users) share
-    one tokenization of it, so results come grouped by corpus, not in input order.
+    one tokenization of it. Chunks of corpora are spread over ``workers`` processes (default: every core)
+    when there are enough of them and processes can be forked (Linux); processes, not threads, because
+    Arrow's hashing kernels hold the GIL.
     """
-    empty, chunks = _corpus_chunks(queries, corpora)
-    for index in empty:
-        yield index, _NO_TERMS
-    for chunk in chunks:
-        yield from _chunk_statistics(queries, chunk, _SCRATCH)
-
-
-def map_term_statistics(queries: Sequence[str], corpora: Sequence[Sequence[str]],
-                        score: Callable[[QueryTerms], np.ndarray], workers: int | None = None,
-                        progress: bool = False, desc: str = "bm25") -> list[np.ndarray]:
-    """``[score(stats of question i)]`` for every question; chunks of corpora are spread over ``workers``
-    processes (default: every core) when there are enough of them and processes can be forked (Linux).
-    Processes, not threads: Arrow's hashing kernels hold the GIL."""
     results = [np.zeros(0)] * len(queries)
     empty, chunks = _corpus_chunks(queries, corpora)
     for index in empty:

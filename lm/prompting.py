@@ -71,8 +71,7 @@ def _keep_start(tokenizer, prompt: Prompt, ids: list[int], max_tokens: int, use_
     if not isinstance(prompt, str):
         raise ValueError("truncation_side='right' needs string prompts, not chat message lists")
     if not use_chat:
-        plain = tokenize(tokenizer, [prompt], add_special_tokens=False)[0]
-        return truncate_right(ids, plain, max_tokens)
+        return tokenize(tokenizer, [prompt], truncation=True, max_length=max_tokens)[0]
     # Chat template: cut the user content, re-render; decoding can merge tokens, so shrink until it fits.
     content = tokenize(tokenizer, [prompt], add_special_tokens=False)[0]
     keep = max(max_tokens - (len(ids) - len(content)), 0)
@@ -96,19 +95,6 @@ def truncate_left(ids: list[int], max_tokens: int, bos_id: int | None) -> list[i
     if bos_id is not None and ids and ids[0] == bos_id and max_tokens > 1:
         return [bos_id] + ids[len(ids) - max_tokens + 1:]
     return ids[len(ids) - max_tokens:]
-
-
-def truncate_right(ids: list[int], plain: list[int], max_tokens: int) -> list[int]:
-    """Keep the first max_tokens ids of ``ids``, the encoding with special tokens of the text whose plain
-    encoding is ``plain``: as HF ``truncation=True`` does, the text is cut and the added special tokens
-    (a leading BOS, a trailing EOS) stay."""
-    if len(ids) <= max_tokens:
-        return ids
-    specials = len(ids) - len(plain)
-    for start in range(max(specials, 0) + 1):
-        if ids[start:start + len(plain)] == plain and max_tokens >= specials:
-            return ids[:start] + plain[:max_tokens - specials] + ids[start + len(plain):]
-    return ids[:max_tokens]
 
 
 def context_length(handle) -> int | None:

@@ -16,7 +16,7 @@ from data.prompts import build_prompt
 from data.records import Example
 from data.tasks import get_task
 from lamp_rag import profile_study
-from lamp_rag.retrieval import term_statistics
+from lamp_rag.retrieval import map_term_statistics
 from lamp_rag.study import (PSEUDO_PROFILE_SIZES, StudySelector, StudySettings, apply_order, guarded_profile,
                             middle_order, prompt_template, resolve_k, result_dir, study_bm25_scores,
                             study_document, study_query, target_window)
@@ -93,8 +93,7 @@ def test_documents_per_ablation():
 
 
 def test_study_bm25_matches_the_hand_worked_formula():
-    [(_, stats)] = list(term_statistics(["a c a"], [["a b", "a c c", "d"]]))
-    scores = study_bm25_scores(stats)
+    [scores] = map_term_statistics(["a c a"], [["a b", "a c c", "d"]], study_bm25_scores)
     # N = 3, avgdl = 2; a: df 2, tf_q 2; c: df 1, tf_q 1; idf = ln((N - df + .5) / (df + .5) + 1)
     idf_a, idf_c = math.log(1.5 / 2.5 + 1), math.log(2.5 / 1.5 + 1)
     norm = [1.5 * (0.25 + 0.75 * length / 2) for length in (2, 3, 1)]
