@@ -30,7 +30,7 @@ from typing import Iterable, Sequence
 from tqdm import tqdm
 
 from data.cli import add_task_argument, parse_args, run, write_config
-from data.errors import input_error
+from data.errors import InputError, input_error
 from data.io import atomic_write_json
 from data.loaders import (USER_FIELDS, iter_examples, read_golds, write_lamp_outputs, write_lamp_questions,
                           write_longlamp_records)
@@ -173,6 +173,8 @@ def run_to_oppu(args: argparse.Namespace) -> list[Path]:
 
 def run_to_lamp(args: argparse.Namespace) -> list[Path]:
     spec, examples = from_oppu(args.input_dir, args.task, args.users)
+    if args.no_user_id and spec.user_id_required:
+        raise InputError(f"--no_user_id: every {spec.name} record names its user ('{spec.user_id_field}')")
     if args.no_user_id:
         examples = [dataclasses.replace(example, user_id=None) for example in examples]
     if (args.format or spec.benchmark.lower()) == "longlamp":

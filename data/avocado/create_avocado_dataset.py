@@ -5,6 +5,9 @@
         --input_question_file_train train_questions.json --input_question_file_dev dev_questions.json \\
         --input_question_file_test test_questions.json [--time_based_separation]
 
+The LaMP README's form, ``python data/avocado/create_avocado_dataset.py ...`` from the repository root,
+runs the same.
+
 The LaMP id-only question files name an email file in each question's "input" and in each profile
 item's "text". Each zip of --avocado_files_dir holds <folder>/<email file>; the referenced emails are
 extracted into a fresh temporary folder inside --extract_addr (removed afterwards) and parsed. Then
@@ -17,12 +20,17 @@ email missing from every zip is an error naming the question file, the question 
 """
 from __future__ import annotations
 
+import sys
+from pathlib import Path, PurePosixPath
+
+if __package__ in (None, ""):  # run as a file (the LaMP README's command): import from the repository root
+    sys.path[0] = str(Path(__file__).resolve().parents[2])
+
 import argparse
 import email
 import email.policy
 import tempfile
 import zipfile
-from pathlib import Path, PurePosixPath
 from typing import Sequence
 
 from tqdm import tqdm
