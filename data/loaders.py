@@ -12,6 +12,8 @@ curp_cope_oppu 4):
   "gold"}]}``, one Example per query, every query sharing its user's profile;
 * the Avocado script's test file, which wraps the questions as ``{"task", "golds": [<questions>]}``.
 
+Profile items fit one of the task's item layouts (``spec.item_shapes``: the benchmark's, OPPU's) and have
+unique ids; tasks released without item ids get ``<record id>-p<position>`` (see ``_profile``).
 Fields a layout does not know go to ``Example.extra`` and are written back, so conversions lose nothing.
 Every bad input raises ``InputError`` with one line naming the file, the record and the field.
 """
@@ -404,8 +406,8 @@ def iter_examples(questions_path: str | Path, outputs_path: str | Path | None = 
         golds_task, golds = read_golds(outputs_path, task)
         sources.append((Path(outputs_path), golds_task))
     header, records = _questions_and_header(path)
-    first = next(records, None)
-    if first is not None:
+    first = next(records, _MISSING)
+    if first is not _MISSING:
         records = itertools.chain([first], records)
     first_items = first.get("profile") if isinstance(first, dict) else None
     spec = _resolve_task(task, [*sources, (path, header.get("task"))], path,

@@ -132,7 +132,7 @@ def test_registry_tells_old_news_lamp2_files_by_their_labels():
     assert may_mean("LaMP_2", "LaMP_2N") and not may_mean("LaMP_2N", "LaMP_2")
 
 
-def test_old_news_lamp2_files_load_as_lamp2n():
+def test_old_news_lamp2_files_load_as_lamp2n(tmp_path):
     assert read_golds(NEWS / "dev_outputs.json") == ("LaMP_2N", {"110": "politics", "111": "sports",
                                                                  "112": "business"})
     assert read_golds(NEWS / "dev_outputs.json", task="LaMP_2N")[0] == "LaMP_2N"
@@ -142,6 +142,8 @@ def test_old_news_lamp2_files_load_as_lamp2n():
                                                             ("112", "LaMP_2N", "business")]
     for task in ("LaMP_2", "LaMP_2N"):               # without the outputs: by the flag, or the items' labels
         assert {e.task for e in load_examples(NEWS / "dev_questions.json", task=task)} == {"LaMP_2N"}
+    with pytest.raises(InputError, match=r"record '#0': must be an object"):   # a first record is never lost
+        load_examples(dump(tmp_path / "null.json", [None]), task="LaMP_2")
     assert load_examples(NEWS / "dev_questions.json", NEWS / "dev_outputs.json", task="LaMP_2N") == examples
 
 
