@@ -43,6 +43,23 @@ def test_hf_rows_without_item_ids_get_stable_ids(name, task, user_field):
     assert load_examples(path, task=task) == examples          # the same ids on every load
 
 
+def test_rankings_of_generated_ids_merge_back_in_another_process(tmp_path):
+    rows = RELEASED / "longlamp_topic_writing_user_val.json"
+    steps = [["lamp_rag.rank_profiles", "--task", "LongLaMP_4", "--ranker", "bm25", "--input_data_addr", rows,
+              "--output_ranking_addr", tmp_path / "rank.json"],
+             ["lamp_rag.merge_with_rank", "--task", "LongLaMP_4", "--lamp_questions_addr", rows,
+              "--profile_ranking_addr", tmp_path / "rank.json", "--merged_output_addr", tmp_path / "merged.json"]]
+    for module, *args in steps:
+        result = subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=REPO, capture_output=True,
+                                text=True)
+        assert result.returncode == 0, result.stderr
+    ranking = json.loads((tmp_path / "rank.json").read_text())
+    merged = json.loads((tmp_path / "merged.json").read_text())
+    merged = {question["id"]: [item["id"] for item in question["profile"]] for question in merged}
+    assert merged == ranking and sorted(ranking["quietbaker-0"]) == ["quietbaker-0-p0", "quietbaker-0-p1",
+                                                                     "quietbaker-0-p2"]
+
+
 def test_generated_item_ids_survive_a_write_and_fill_only_gaps(tmp_path):
     rows = list(iter_records(RELEASED / "longlamp_topic_writing_user_val.json"))
     rows[0]["profile"][1]["id"] = "mine"
