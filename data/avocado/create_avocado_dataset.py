@@ -27,7 +27,7 @@ from typing import Sequence
 
 from tqdm import tqdm
 
-from data.cli import parse_args, run, write_config
+from data.cli import parse_args, run, write_config, writable_dir
 from data.errors import InputError, input_error
 from data.io import read_json
 from data.loaders import as_id, write_lamp_outputs, write_lamp_questions
@@ -124,7 +124,7 @@ def make_parser() -> argparse.ArgumentParser:
                         help="folder of Avocado zip files (avocado-1.0.2/data/text)")
     parser.add_argument("--extract_addr", type=Path, required=True,
                         help="folder for temporary extraction (a fresh subfolder is made and removed)")
-    parser.add_argument("--output_dir", type=Path, required=True)
+    parser.add_argument("--output_dir", type=writable_dir, required=True)
     for split in SPLITS:
         parser.add_argument(f"--input_question_file_{split}", type=Path,
                             help=f"LaMP id-only {split} question file")
