@@ -7,8 +7,8 @@ import it so every method writes the same files the same way::
     scores = generate_and_score(spec, handle, examples, prompts, "runs/x", {"max_new_tokens": 32})
 
 ``output_dir`` then holds ``predictions.json`` (the LaMP gold format ``{"task", "golds"}`` with the
-canonical task name), ``scores.json`` (the ``eval.scoring`` report ``{"task", "metrics", "num_examples",
-"empty_predictions", ...}``, when every example has a gold) and ``predictions.partial.jsonl``,
+canonical task name), ``scores.json`` (the ``eval.scoring`` report ``{<metric>: value, ..., "task",
+"num_examples", "empty_predictions", ...}``, when every example has a gold) and ``predictions.partial.jsonl``,
 the per-batch generation log that a rerun with the same model, prompts and generation options reuses.
 """
 from __future__ import annotations
@@ -169,13 +169,13 @@ def generate_and_score(spec: TaskSpec, handle, examples: Sequence[Example], prom
     if len(golds) < len(examples):
         log.info("%d of %d examples have no gold output; not scoring", len(examples) - len(golds), len(examples))
         return {}
-    from eval.scoring import score_predictions
+    from eval.scoring import metric_values, score_predictions
 
-    # An empty generation is a (bad) answer, not bad input: it is scored as empty and counted in the report.
-    report = score_predictions(spec.name, golds, predictions, allow_missing=True)
+    # An empty generation is a (bad) answer, scored as the official scorer does and counted in the report.
+    report = score_predictions(spec.name, golds, predictions)
     atomic_write_json(output_dir / SCORES_FILE, report)
     print(f"scores: {output_dir / SCORES_FILE}")
-    return report["metrics"]
+    return metric_values(report)
 
 
 def _batch_options(options: dict, batch: list[int]) -> dict:

@@ -12,13 +12,14 @@ import pytest
 from data.cli import run
 from data.errors import InputError
 from eval.report import Row, collect_rows, main, markdown_table, render, rows_from_json
+from eval.scoring import score_files
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def eval_report(task: str, num_examples: int, **metrics: float) -> dict:
-    """What eval.scoring writes as scores.json (lamp_rag) or eval_task --output_file."""
-    return {"task": task, "metrics": metrics, "num_examples": num_examples, "missing_predictions": 0,
+    """What eval.scoring writes as scores.json (lamp_rag) or eval_task --output_file: metrics on top."""
+    return {**metrics, "task": task, "num_examples": num_examples, "missing_predictions": 0,
             "empty_predictions": 0}
 
 
@@ -124,11 +125,19 @@ def test_rows_without_a_shared_metric_show_every_metric():
 
 
 def test_eval_all_output_gives_one_row_per_task():
-    data = {"results": {"LaMP_1": {"task": "LaMP_1", "metrics": {"accuracy": 0.5}, "num_examples": 4},
-                        "LaMP_4": {"metrics": {"rouge-1": 0.3}, "num_examples": 6}},
-            "missing_tasks": [], "ignored_files": []}
+    data = {"LaMP_1": {"accuracy": 0.5, "task": "LaMP_1", "num_examples": 4, "empty_predictions": 1},
+            "LaMP_4": {"rouge-1": 0.3, "num_examples": 6}, "missing_tasks": [], "ignored_files": []}
     assert rows_from_json(data, "all") == [Row("all LaMP_1", "LaMP_1", 4, {"accuracy": 0.5}),
                                            Row("all LaMP_4", "LaMP_4", 6, {"rouge-1": 0.3})]
+
+
+def test_reads_what_the_scorers_write(tmp_path):
+    golds = write(tmp_path / "golds.json", {"task": "LaMP_3", "golds": [{"id": "a", "output": "4"},
+                                                                         {"id": "b", "output": "2"}]})
+    preds = write(tmp_path / "preds.json", {"task": "LaMP_3", "golds": [{"id": "a", "output": "5"},
+                                                                         {"id": "b", "output": ""}]})
+    write(tmp_path / "run" / "scores.json", score_files(golds, preds))
+    assert collect_rows([tmp_path / "run"]) == [Row("run", "LaMP_3", 2, {"MAE": 2.0, "RMSE": 5 ** 0.5})]
 
 
 def test_a_score_file_given_directly_is_named_by_its_folder(lamp_rag_out):
@@ -154,8 +163,9 @@ def test_cli_prints_and_writes_the_table(lamp_rag_out, logit_adjust_out, tmp_pat
 
 @pytest.mark.parametrize("content, message", [
     ({"task": "LongLaMP_2", "golds": []}, "not a score file"),
-    ({"task": "LaMP_4", "metrics": {"rouge-1": 0.1}}, "num_examples"),
-    ({"task": "LaMP_4", "metrics": [0.1], "num_examples": 3}, "metric values"),
+    ({"task": "LaMP_4", "rouge-1": 0.1, "num_examples": "3"}, "num_examples"),
+    ({"task": "LaMP_4", "rouge-1": "high", "num_examples": 3}, "field 'rouge-1': must be a number"),
+    ({"LaMP_4": [0.1], "missing_tasks": []}, "field 'LaMP_4': must be an eval report"),
     ({"setup": {"task": "LongLaMP_2"}, "baseline": {}, "personalized": {}}, "num_examples"),
 ])
 def test_bad_score_files_are_one_line_errors_naming_the_file(tmp_path, capsys, content, message):
@@ -163,6 +173,13 @@ def test_bad_score_files_are_one_line_errors_naming_the_file(tmp_path, capsys, c
     assert run(main, [str(path)]) == 2
     error = capsys.readouterr().err
     assert error.startswith(f"error: {path}") and message in error and error.count("\n") == 1
+
+
+def test_requested_metrics_no_row_has_are_an_error(lamp_rag_out, capsys):
+    assert run(main, [str(lamp_rag_out), "--metrics", "rouge-1", "rouge-9"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: --metrics: no row has rouge-9; the rows have rouge-1, rouge-L")
+    assert error.count("\n") == 1
 
 
 def test_missing_paths_and_folders_without_score_files_are_errors(tmp_path):
