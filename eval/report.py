@@ -4,16 +4,17 @@
     python -m eval.report runs/demo/lamp_rag runs/demo/logit_adjust --metrics rouge-1 rouge-L \\
         --output runs/demo/results.md
 
-Nothing is re-scored; three kinds of JSON file are read:
+Nothing is re-scored and nothing is method-specific: every method writes its results as run folders
+(``runtime.run_folder``), and a run folder is any folder with a ``scores.json``, an eval report:
 
-- an eval report {"task", "metrics": {name: value}, "num_examples", ...}: lamp_rag's scores.json,
-  eval_task --output_file. One row.
-- an eval_all output {"results": {task: eval report}}. One row per task.
-- a logit_adjust results.json {"setup", "baseline", "personalized": {beta: metrics}}. One row for the
-  baseline (beta 0) and one per beta.
+- {"task", "num_examples", <metric>: value, ...}, the metrics at the top level as the official scorers
+  write them, with lampkit's counts beside them; or {"task", "num_examples", "metrics": {<metric>: value}}.
+  One row. Numbers other than the counts (num_examples, missing_predictions, empty_predictions) are metrics,
+  so a method's own measures show up like the registry's.
+- A file given directly may also be an eval_all output {"results": {task: eval report}}: one row per task.
 
-A folder is searched at any depth for scores.json and results.json (checkpoints/ folders, the per-epoch
-scores of fine-tuning, are skipped); its rows follow the files' modification times, i.e. the order in which
+A folder is searched at any depth for scores.json (checkpoints/ folders, the per-epoch scores of
+fine-tuning, are skipped); its rows follow the files' modification times, i.e. the order in which
 the stages ran. Rows are named by their folder relative to the given path; with several paths, the paths
 keep their order and row names start with the path's own folder name. Columns: run, task (only when the
 rows come from several tasks), n (the number of scored predictions), then the metrics: --metrics, else the
@@ -36,7 +37,9 @@ from data.cli import parse_args, run
 from data.errors import InputError, input_error
 from data.io import atomic_write_text, read_json
 
-REPORT_FILES = ("scores.json", "results.json")
+SCORES_FILE = "scores.json"
+# What an eval report holds beside its metric values.
+COUNT_FIELDS = ("num_examples", "missing_predictions", "empty_predictions")
 SKIPPED_FOLDERS = frozenset({"checkpoints"})
 MISSING = "-"
 
@@ -50,61 +53,40 @@ class Row:
     metrics: Mapping[str, float] = field(default_factory=dict)
 
 
-def _metric_values(metrics: object, source: str, where: str) -> dict[str, float]:
-    if not isinstance(metrics, dict):
-        raise input_error(source, "must be an object of metric values", field=where)
-    values = {}
-    for name, value in metrics.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            continue  # nested entries (e.g. logit_adjust's per_seed) are not table cells
-        values[str(name)] = float(value)
-    return values
+def _metric_values(values: Mapping) -> dict[str, float]:
+    """The numeric entries of ``values`` that are not counts (other entries, e.g. file names, are skipped)."""
+    return {str(name): float(value) for name, value in values.items()
+            if name not in COUNT_FIELDS and not isinstance(value, bool) and isinstance(value, (int, float))}
 
 
-def _eval_report_row(report: Mapping, name: str, source: str) -> Row:
+def _eval_report_row(report: Mapping, name: str, source: str, where: str = "") -> Row:
     if not isinstance(report.get("num_examples"), int):
-        raise input_error(source, "must be the number of scored examples", field="num_examples")
-    return Row(name, str(report["task"]), report["num_examples"],
-               _metric_values(report["metrics"], source, "metrics"))
+        raise input_error(source, "must be the number of scored examples", field=f"{where}num_examples")
+    metrics = report.get("metrics", report)
+    if not isinstance(metrics, dict):
+        raise input_error(source, "must be an object of metric values", field=f"{where}metrics")
+    return Row(name, str(report["task"]), report["num_examples"], _metric_values(metrics))
 
 
 def rows_from_json(data: object, name: str, source: str = "<json>") -> list[Row]:
-    """The rows of one loaded score file (any of the three kinds); ``source`` names it in errors."""
-    if isinstance(data, dict) and {"task", "metrics"} <= data.keys():
+    """The rows of one loaded score file (an eval report or an eval_all output); ``source`` names it in errors."""
+    if isinstance(data, dict) and "task" in data and ("num_examples" in data or "metrics" in data):
         return [_eval_report_row(data, name, source)]
     if isinstance(data, dict) and isinstance(data.get("results"), dict):
         rows = []
         for task, report in data["results"].items():
-            if not isinstance(report, dict) or "metrics" not in report:
+            if not isinstance(report, dict):
                 raise input_error(source, "must be an eval report", field=f"results.{task}")
-            rows.append(_eval_report_row({"task": task, **report}, f"{name} {task}", source))
+            rows.append(_eval_report_row({"task": task, **report}, f"{name} {task}", source, f"results.{task}."))
         return rows
-    if isinstance(data, dict) and {"setup", "baseline", "personalized"} <= data.keys():
-        setup = data["setup"]
-        if not isinstance(setup, dict) or not isinstance(setup.get("num_examples"), int):
-            raise input_error(source, "must give num_examples", field="setup")
-        seeds = setup.get("seeds") or [None]
-        count = setup["num_examples"] * len(seeds)
-        task = str(setup.get("task", "?"))
-        if not isinstance(data["personalized"], dict):
-            raise input_error(source, "must be an object keyed by beta", field="personalized")
-        rows = [Row(f"{name} beta=0 (baseline)", task, count, _metric_values(data["baseline"], source, "baseline"))]
-        for beta, metrics in data["personalized"].items():
-            rows.append(Row(f"{name} beta={beta}", task, count,
-                            _metric_values(metrics, source, f"personalized.{beta}")))
-        return rows
-    raise input_error(source, 'not a score file: expected an eval report {"task", "metrics", "num_examples"}, '
-                              'an eval_all output {"results"} or a logit_adjust results.json '
-                              '{"setup", "baseline", "personalized"}')
+    raise input_error(source, 'not a score file: expected an eval report {"task", "num_examples", <metric>: '
+                              'value, ...} or an eval_all output {"results": {task: eval report}}')
 
 
 def find_reports(folder: Path) -> list[Path]:
-    """scores.json / results.json files at any depth below ``folder``, oldest first (stage order)."""
-    found = []
-    for filename in REPORT_FILES:
-        for path in folder.rglob(filename):
-            if not SKIPPED_FOLDERS.intersection(path.relative_to(folder).parts[:-1]):
-                found.append(path)
+    """The scores.json of every run folder at any depth below ``folder``, oldest first (stage order)."""
+    found = [path for path in folder.rglob(SCORES_FILE)
+             if not SKIPPED_FOLDERS.intersection(path.relative_to(folder).parts[:-1])]
     return sorted(found, key=lambda path: (path.stat().st_mtime_ns, str(path)))
 
 
@@ -116,7 +98,7 @@ def collect_rows(paths: Sequence[str | os.PathLike]) -> list[Row]:
         if given.is_dir():
             files = find_reports(given)
             if not files:
-                raise input_error(given, f"no {' or '.join(REPORT_FILES)} at any depth")
+                raise input_error(given, f"no {SCORES_FILE} at any depth (not a run folder)")
             base = given
         elif given.is_file():
             files, base = [given], given.parent
