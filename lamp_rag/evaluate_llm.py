@@ -13,8 +13,9 @@ chat template get the OFFICIAL LaMP string prompt. Why: on a small chat model th
 made profile use hurt (ROUGE-1 0.212 without profile, 0.156 with the top-3 items) while the chat
 rendering went from 0.239 to 0.327.
 
---output_dir receives predictions.json (LaMP gold format), scores.json (when golds exist), config.json,
-run.log and predictions.partial.jsonl; running the same command again reuses finished predictions.
+--output_dir is a run folder (runtime.run_folder): predictions.json (LaMP gold format), scores.json (when
+golds exist), config.json, run.log, prompts.jsonl (the prompts as the model read them) and
+generations.jsonl; running the same command again reuses finished generations.
 """
 from __future__ import annotations
 
