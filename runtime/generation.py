@@ -11,6 +11,7 @@ speed (``batch_size``, ``progress``).
 """
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import os
@@ -62,8 +63,12 @@ def rendered_prompts(handle, prompts: Sequence[Prompt], options: Mapping[str, An
     """The token ids each prompt is fed to the model as under ``options`` (chat template, cut, BOS)."""
     from lm.prompting import encode_prompts, input_budget
 
-    budget = input_budget(handle, options.get("max_new_tokens", 64), options.get("max_input_tokens"))
-    return encode_prompts(handle, prompts, options.get("chat"), budget, options.get("truncation_side", "left"))
+    # Options left out take handle.generate's defaults, read from its signature so the two never drift apart.
+    defaults = inspect.signature(type(handle).generate).parameters
+    value = {name: options.get(name, defaults[name].default)
+             for name in ("max_new_tokens", "max_input_tokens", "chat", "truncation_side")}
+    budget = input_budget(handle, value["max_new_tokens"], value["max_input_tokens"])
+    return encode_prompts(handle, prompts, value["chat"], budget, value["truncation_side"])
 
 
 def write_prompts(path: str | os.PathLike, handle, ids: Sequence[str], prompts: Sequence[Prompt],
