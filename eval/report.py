@@ -5,20 +5,20 @@
         --output runs/demo/results.md
 
 Nothing is re-scored and nothing is method-specific: every method writes its results as run folders
-(``runtime.run_folder``), and a run folder is any folder with a ``scores.json``, an eval report:
-
-- {"task", "num_examples", <metric>: value, ...}, the metrics at the top level as the official scorers
-  write them, with lampkit's counts beside them; or {"task", "num_examples", "metrics": {<metric>: value}}.
-  One row. Numbers other than the counts (num_examples, missing_predictions, empty_predictions) are metrics,
-  so a method's own measures show up like the registry's.
-- A file given directly may also be an eval_all output {"results": {task: eval report}}: one row per task.
+(``runtime.run_folder``), and a run folder is any folder with a ``scores.json``, an eval report in the
+official scorers' shape {<metric>: value, ..., "task", "num_examples", ...}: the metrics at the top level,
+lampkit's counts and file names beside them (``eval.scoring.REPORT_FIELDS``). Every other entry is a metric
+and must be a number, so a method's own measures (e.g. logit_adjust's profile_word_share) are columns like
+the registry's. One row per run folder. A file given directly may also be an eval_all output
+{task: eval report, ..., "missing_tasks", "ignored_files"}: one row per task.
 
 A folder is searched at any depth for scores.json (checkpoints/ folders, the per-epoch scores of
 fine-tuning, are skipped); its rows follow the files' modification times, i.e. the order in which
 the stages ran. Rows are named by their folder relative to the given path; with several paths, the paths
 keep their order and row names start with the path's own folder name. Columns: run, task (only when the
 rows come from several tasks), n (the number of scored predictions), then the metrics: --metrics, else the
-metrics every row has (every metric when they share none). A missing value prints as "-".
+metrics every row has (every metric when they share none). A missing value prints as "-"; a --metrics name
+that no row has is an error.
 """
 from __future__ import annotations
 
@@ -33,13 +33,12 @@ import os
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
-from data.cli import parse_args, run
+from data.cli import parse_args, run, writable_file
 from data.errors import InputError, input_error
 from data.io import atomic_write_text, read_json
+from data.tasks import get_task
 
 SCORES_FILE = "scores.json"
-# What an eval report holds beside its metric values.
-COUNT_FIELDS = ("num_examples", "missing_predictions", "empty_predictions")
 SKIPPED_FOLDERS = frozenset({"checkpoints"})
 MISSING = "-"
 
@@ -53,34 +52,42 @@ class Row:
     metrics: Mapping[str, float] = field(default_factory=dict)
 
 
-def _metric_values(values: Mapping) -> dict[str, float]:
-    """The numeric entries of ``values`` that are not counts (other entries, e.g. file names, are skipped)."""
-    return {str(name): float(value) for name, value in values.items()
-            if name not in COUNT_FIELDS and not isinstance(value, bool) and isinstance(value, (int, float))}
-
-
 def _eval_report_row(report: Mapping, name: str, source: str, where: str = "") -> Row:
+    from eval.scoring import REPORT_FIELDS
+
     if not isinstance(report.get("num_examples"), int):
         raise input_error(source, "must be the number of scored examples", field=f"{where}num_examples")
-    metrics = report.get("metrics", report)
-    if not isinstance(metrics, dict):
-        raise input_error(source, "must be an object of metric values", field=f"{where}metrics")
-    return Row(name, str(report["task"]), report["num_examples"], _metric_values(metrics))
+    values = {metric: value for metric, value in report.items() if metric not in REPORT_FIELDS}
+    for metric, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise input_error(source, "must be a number", field=f"{where}{metric}")
+    return Row(name, str(report["task"]), report["num_examples"], {key: float(v) for key, v in values.items()})
+
+
+def _task_name(key: str) -> str | None:
+    try:
+        return get_task(key).name
+    except InputError:
+        return None
+
+
+EVAL_ALL_FIELDS = ("missing_tasks", "ignored_files")   # eval_all's entries beside the tasks
 
 
 def rows_from_json(data: object, name: str, source: str = "<json>") -> list[Row]:
     """The rows of one loaded score file (an eval report or an eval_all output); ``source`` names it in errors."""
-    if isinstance(data, dict) and "task" in data and ("num_examples" in data or "metrics" in data):
+    if isinstance(data, dict) and {"task", "num_examples"} <= data.keys():
         return [_eval_report_row(data, name, source)]
-    if isinstance(data, dict) and isinstance(data.get("results"), dict):
+    tasks = [key for key in data if key not in EVAL_ALL_FIELDS] if isinstance(data, dict) else []
+    if tasks and all(_task_name(key) == key for key in tasks):
         rows = []
-        for task, report in data["results"].items():
-            if not isinstance(report, dict):
-                raise input_error(source, "must be an eval report", field=f"results.{task}")
-            rows.append(_eval_report_row({"task": task, **report}, f"{name} {task}", source, f"results.{task}."))
+        for task in tasks:
+            if not isinstance(data[task], dict):
+                raise input_error(source, "must be an eval report", field=task)
+            rows.append(_eval_report_row({**data[task], "task": task}, f"{name} {task}", source, f"{task}."))
         return rows
-    raise input_error(source, 'not a score file: expected an eval report {"task", "num_examples", <metric>: '
-                              'value, ...} or an eval_all output {"results": {task: eval report}}')
+    raise input_error(source, 'not a score file: expected an eval report {<metric>: value, ..., "task", '
+                              '"num_examples"} or an eval_all output {<task>: eval report, ...}')
 
 
 def find_reports(folder: Path) -> list[Path]:
@@ -127,6 +134,10 @@ def markdown_table(rows: Sequence[Row], metrics: Sequence[str] | None = None) ->
     """| run | [task |] n | metric ... | with 4 decimals; the task column only for rows of several tasks."""
     if not rows:
         raise InputError("no rows to tabulate")
+    present = list(dict.fromkeys(name for row in rows for name in row.metrics))
+    unknown = [name for name in metrics or () if name not in present]
+    if unknown:
+        raise InputError(f"--metrics: no row has {', '.join(unknown)}; the rows have {', '.join(present)}")
     metrics = list(metrics) if metrics else table_metrics(rows)
     with_task = len({row.task for row in rows}) > 1
     header = ["run", *(["task"] if with_task else []), "n", *metrics]
@@ -152,7 +163,8 @@ def make_parser() -> argparse.ArgumentParser:
                         help="run folders (searched at any depth) or score files")
     parser.add_argument("--metrics", nargs="+", metavar="NAME", help="columns, e.g. rouge-1 rouge-L")
     parser.add_argument("--title", help="line printed above the table (default: the tasks)")
-    parser.add_argument("--output", type=Path, metavar="FILE", help="also write the title and table there")
+    parser.add_argument("--output", type=writable_file, metavar="FILE",
+                        help="also write the title and table there")
     return parser
 
 

@@ -6,7 +6,7 @@
         prompts.jsonl      {"id", "text", "num_tokens"} per example: the prompt exactly as fed to the model
         generations.jsonl  {"id", "key", "output"}: raw outputs of finished batches, the resume log
         predictions.json   LaMP gold format {"task", "golds": [{"id", "output"}]}
-        scores.json        the eval report {"task", "metrics": {name: value}, "num_examples", ...}
+        scores.json        the eval report {<metric>: value, ..., "task", "num_examples", ...}
 
 A folder with a ``scores.json`` is one row of ``eval.report``; nothing else in it is method-specific.
 """
@@ -40,11 +40,12 @@ def write_scores(output_dir: str | os.PathLike, task: str, golds: Mapping[str, s
                  predictions: Mapping[str, str]) -> dict[str, float]:
     """Score ``predictions`` against ``golds`` with ``eval`` and write scores.json; returns the metrics.
 
-    An empty prediction is a (bad) answer, not bad input: it is scored as empty and counted in the report.
+    An empty prediction is a (bad) answer, scored as the official scorers do and counted in the report;
+    a gold without a prediction is an error.
     """
-    from eval.scoring import score_predictions
+    from eval.scoring import metric_values, score_predictions
 
-    report = score_predictions(task, golds, predictions, allow_missing=True)
+    report = score_predictions(task, golds, predictions)
     path = atomic_write_json(Path(output_dir) / SCORES_FILE, report)
     print(f"scores: {path}")
-    return report["metrics"]
+    return metric_values(report)

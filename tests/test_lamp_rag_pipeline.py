@@ -9,6 +9,7 @@ import pytest
 from data.cli import run
 from data.loaders import load_examples, read_golds
 from data.tasks import get_task
+from eval.scoring import metric_values
 from lamp_rag import evaluate_llm
 from lamp_rag.pipeline import build_prompts, resolve_prompt_style
 
@@ -42,7 +43,7 @@ def test_evaluate_llm_writes_gold_format_predictions_scores_and_config(tiny_caus
     assert all(isinstance(text, str) and "\n" not in text for text in predictions.values())
     report = json.loads((out / "scores.json").read_text())
     assert report["task"] == "LaMP_4" and report["num_examples"] == 5
-    assert set(report["metrics"]) == set(get_task("LaMP_4").metrics)
+    assert set(metric_values(report)) == set(get_task("LaMP_4").metrics)
     config = json.loads((out / "config.json").read_text())
     assert config["args"]["task"] == "LaMP_4" and config["prompt_style"] == "chat" and config["method"] == "lamp_rag"
     prompts = [json.loads(line) for line in (out / "prompts.jsonl").read_text().splitlines()]
@@ -105,7 +106,7 @@ def test_default_model_generates_headlines(tmp_path):
                     "--num_retrieved", 1, "--max_new_tokens", 16) == 0
     _, predictions = read_golds(out / "predictions.json")
     assert len(predictions) == 2 and all(text.strip() for text in predictions.values())
-    assert 0.0 <= json.loads((out / "scores.json").read_text())["metrics"]["rouge-1"] <= 1.0
+    assert 0.0 <= json.loads((out / "scores.json").read_text())["rouge-1"] <= 1.0
 
 
 @pytest.mark.parametrize("style", ["official", "chat"])

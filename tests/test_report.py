@@ -13,20 +13,15 @@ import pytest
 from data.cli import run
 from data.errors import InputError
 from eval.report import Row, collect_rows, main, markdown_table, render, rows_from_json
+from eval.scoring import score_files
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def eval_report(task: str, num_examples: int, **metrics: float) -> dict:
-    """What eval.scoring writes as scores.json (lamp_rag) or eval_task --output_file."""
-    return {"task": task, "metrics": metrics, "num_examples": num_examples, "missing_predictions": 0,
+    """What eval.scoring writes as scores.json (lamp_rag) or eval_task --output_file: metrics on top."""
+    return {**metrics, "task": task, "num_examples": num_examples, "missing_predictions": 0,
             "empty_predictions": 0}
-
-
-def top_level_report(task: str, num_examples: int, **metrics: float) -> dict:
-    """The official scorers' shape: metrics at the top level, lampkit's counts and file names beside them."""
-    return {**metrics, "task": task, "num_examples": num_examples, "missing_predictions": 0, "empty_predictions": 0,
-            "golds_file": "golds.json"}
 
 
 def write(path: Path, obj, mtime: int | None = None) -> Path:
@@ -56,11 +51,12 @@ def lamp_rag_out(tmp_path) -> Path:
 
 @pytest.fixture
 def logit_adjust_out(tmp_path) -> Path:
-    """Another method's run folders (one per beta), in the top-level shape, with its own measure."""
+    """Another method's run folders (one per beta), with its own measure and a file name beside the counts."""
     out = tmp_path / "logit_adjust"
     for beta, values, mtime in (("beta_0", (0.3, 0.26, 0.16, 0.68), 4_000), ("beta_0.1", (0.31, 0.27, 0.15, 0.71), 5_000)):
         metrics = dict(zip(("rouge-1", "rouge-L", "meteor", "profile_word_share"), values))
-        write(out / beta / "scores.json", top_level_report("LongLaMP_2", 8, **metrics), mtime=mtime)
+        write(out / beta / "scores.json", {**eval_report("LongLaMP_2", 8, **metrics), "golds_file": "golds.json"},
+              mtime=mtime)
         write(out / beta / "config.json", {"method": "logit_adjust", "args": {"beta": beta}})
         write(out / beta / "predictions.json", {"task": "LongLaMP_2", "golds": []})   # not a score file
     return out
@@ -130,11 +126,19 @@ def test_rows_without_a_shared_metric_show_every_metric():
 
 
 def test_eval_all_output_gives_one_row_per_task():
-    data = {"results": {"LaMP_1": {"task": "LaMP_1", "metrics": {"accuracy": 0.5}, "num_examples": 4},
-                        "LaMP_4": {"metrics": {"rouge-1": 0.3}, "num_examples": 6}},
-            "missing_tasks": [], "ignored_files": []}
+    data = {"LaMP_1": {"accuracy": 0.5, "task": "LaMP_1", "num_examples": 4, "empty_predictions": 1},
+            "LaMP_4": {"rouge-1": 0.3, "num_examples": 6}, "missing_tasks": [], "ignored_files": []}
     assert rows_from_json(data, "all") == [Row("all LaMP_1", "LaMP_1", 4, {"accuracy": 0.5}),
                                            Row("all LaMP_4", "LaMP_4", 6, {"rouge-1": 0.3})]
+
+
+def test_reads_what_the_scorers_write(tmp_path):
+    golds = write(tmp_path / "golds.json", {"task": "LaMP_3", "golds": [{"id": "a", "output": "4"},
+                                                                         {"id": "b", "output": "2"}]})
+    preds = write(tmp_path / "preds.json", {"task": "LaMP_3", "golds": [{"id": "a", "output": "5"},
+                                                                         {"id": "b", "output": ""}]})
+    write(tmp_path / "run" / "scores.json", score_files(golds, preds))
+    assert collect_rows([tmp_path / "run"]) == [Row("run", "LaMP_3", 2, {"MAE": 2.0, "RMSE": 5 ** 0.5})]
 
 
 def test_a_score_file_given_directly_is_named_by_its_folder(lamp_rag_out):
@@ -160,15 +164,23 @@ def test_cli_prints_and_writes_the_table(lamp_rag_out, logit_adjust_out, tmp_pat
 
 @pytest.mark.parametrize("content, message", [
     ({"task": "LongLaMP_2", "golds": []}, "not a score file"),
-    ({"task": "LaMP_4", "metrics": {"rouge-1": 0.1}}, "num_examples"),
-    ({"task": "LaMP_4", "metrics": [0.1], "num_examples": 3}, "metric values"),
-    ({"results": {"LaMP_4": [0.1]}}, "eval report"),
+    ({"task": "LaMP_4", "rouge-1": 0.1, "num_examples": "3"}, "num_examples"),
+    ({"task": "LaMP_4", "rouge-1": "high", "num_examples": 3}, "field 'rouge-1': must be a number"),
+    ({"task": "LaMP_4", "metrics": {"rouge-1": 0.1}, "num_examples": 3}, "field 'metrics': must be a number"),
+    ({"LaMP_4": [0.1], "missing_tasks": []}, "field 'LaMP_4': must be an eval report"),
 ])
 def test_bad_score_files_are_one_line_errors_naming_the_file(tmp_path, capsys, content, message):
     path = write(tmp_path / "run" / "scores.json", content)
     assert run(main, [str(path)]) == 2
     error = capsys.readouterr().err
     assert error.startswith(f"error: {path}") and message in error and error.count("\n") == 1
+
+
+def test_requested_metrics_no_row_has_are_an_error(lamp_rag_out, capsys):
+    assert run(main, [str(lamp_rag_out), "--metrics", "rouge-1", "rouge-9"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: --metrics: no row has rouge-9; the rows have rouge-1, rouge-L")
+    assert error.count("\n") == 1
 
 
 def test_missing_paths_and_folders_without_score_files_are_errors(tmp_path):

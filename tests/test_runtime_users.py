@@ -139,7 +139,7 @@ def test_merge_cli_scores_against_golds(tmp_path, capsys):
         for u in USERS for i in (1, 2)]}))
     assert run(merge.main, [str(tmp_path), "--golds", str(golds)]) == 0
     report = json.loads((tmp_path / "scores.json").read_text())
-    assert report["num_examples"] == 10 and report["metrics"]["rouge-1"] == pytest.approx(0.5)   # half exact
+    assert report["num_examples"] == 10 and report["rouge-1"] == pytest.approx(0.5)   # half exact
     assert "LaMP_4 rouge-1:" in capsys.readouterr().out
 
 
