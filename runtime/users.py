@@ -5,7 +5,8 @@
                             shard=shard_from_args(args), task="LaMP_4")
 
 ``work(user, folder)`` writes the user's artifacts (an adapter folder, ...) into ``folder`` and returns the
-user's predictions ``{example id: output}`` (or None). Layout under the root::
+user's predictions ``{example id: output}`` (or None). ``folder`` is a temporary name that is renamed when
+the user is done, so artifacts must not record their own path. Layout under the root::
 
     users.json                 manifest {"task", "key", "users"}: every shard writes the same one
     .lock                      held while a process writes the files above or below the users
@@ -146,7 +147,8 @@ def done_marker(root: Path, user: str, run_key: str) -> dict | None:
         marker = read_json(path)
     except InputError:
         return None
-    return marker if marker.get("user") == user and marker.get("key") == run_key else None
+    is_this_run = isinstance(marker, dict) and marker.get("user") == user and marker.get("key") == run_key
+    return marker if is_this_run else None
 
 
 def _run_user(root: Path, user: str, work: Work, run_key: str) -> dict:
