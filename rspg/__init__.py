@@ -1,1 +1,1 @@
-"""rspg/ — Retrieval Selection for Personalized Generation (not built yet) — see README.md."""
+"""rspg/ — Retrieval Selection for Personalized Generation (LaMP spec section 9): see README.md."""
