@@ -141,7 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         setup_logging(run_dir)
         write_run_config(run_dir, args, "rspg", world_size=world_size)
     if args.do_train:
-        selector = load_selector(args.encoder, args.max_length_input, args.device)
+        selector = load_selector(args.encoder, args.max_length_input, args.device, args.seed)
         settings = TrainSettings(rspg_type=args.rspg_type, learning_rate=args.learning_rate,
                                  total_steps=args.total_steps, batch_size=args.per_gpu_batch_size,
                                  temperature=args.temperature, clip=args.clip, save_freq=args.save_freq,

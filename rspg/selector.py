@@ -75,14 +75,16 @@ def resolve_encoder(name: str) -> str:
     return str(packaged_encoder_dir())
 
 
-def load_selector(encoder_name: str, max_length: int = 512, device=None) -> Selector:
-    """A fresh selector on ``encoder_name`` ("auto", "default", a folder or a cached hub id), or a saved one
-    (a folder with selector.json: its head is loaded too)."""
+def load_selector(encoder_name: str, max_length: int = 512, device=None, seed: int = 0) -> Selector:
+    """A fresh selector on ``encoder_name`` ("auto", "default", a folder or a cached hub id), its head
+    initialized from ``seed``, or a saved one (a folder with selector.json: its head is loaded too)."""
     from lm import load_encoder
 
     encoder = load_encoder(resolve_encoder(encoder_name), device=device)
     limit = min(max_length, encoder.max_length or max_length)
-    selector = Selector(encoder.model, encoder.tokenizer, limit)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        selector = Selector(encoder.model, encoder.tokenizer, limit)
     head = Path(encoder_name) / HEAD_FILE
     if head.is_file():
         selector.head.load_state_dict(torch.load(head, map_location="cpu"))

@@ -98,11 +98,11 @@ def train(selector: Selector, records: Sequence[dict], spec: TaskSpec, settings:
     device = next(selector.parameters()).device
     targets = label_targets(records, spec)
     selector.train()
-    torch.manual_seed(settings.seed + rank)
     with tqdm(total=settings.total_steps, initial=start, desc=f"train {settings.rspg_type}", unit="step",
               disable=not progress or rank != 0) as bar:
         for step in range(start, settings.total_steps):
             rows = step_batches(len(records), settings, rank, world_size, step)
+            torch.manual_seed(settings.seed + 1000 * step + rank)   # dropout per step: a resumed run matches
             input_ids, mask, count = encode_candidates(selector.tokenizer, [records[i] for i in rows],
                                                        settings.rspg_type, selector.max_length)
             logits = model(input_ids.to(device), mask.to(device), count)

@@ -160,6 +160,41 @@ def test_pre_reads_the_lowercased_prompt_post_adds_the_output_kept_when_the_prom
     assert pre_ids[:3] == tokenizer("the kitchen tested", add_special_tokens=False)["input_ids"][:3]
 
 
+def test_interrupted_training_resumes_where_it_was_saved(tiny_encoder, tmp_path, monkeypatch):
+    import rspg.training as training
+
+    records, spec = selection_records(6), get_task("LaMP_4")
+    settings = TrainSettings(rspg_type="Pre", learning_rate=3e-3, total_steps=5, batch_size=2, save_freq=2)
+    whole = train(load_selector(str(tiny_encoder), device="cpu"), records, spec, settings, tmp_path / "a",
+                  progress=False)
+
+    calls = []
+    real_loss = training.selection_loss
+
+    def interrupt_at_step_4(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 4 and interrupt:
+            raise KeyboardInterrupt
+        return real_loss(*args, **kwargs)
+
+    interrupt = True
+
+    monkeypatch.setattr(training, "selection_loss", interrupt_at_step_4)
+    with pytest.raises(KeyboardInterrupt):
+        train(load_selector(str(tiny_encoder), device="cpu"), records, spec, settings, tmp_path / "b",
+              progress=False)
+    assert torch.load(tmp_path / "b" / "train_state.pt", weights_only=False)["step"] == 2
+    calls.clear()
+    interrupt = False
+    resumed = train(load_selector(str(tiny_encoder), device="cpu"), records, spec, settings, tmp_path / "b",
+                    progress=False)
+    assert len(calls) == 3                                            # steps 3 to 5 only
+    assert resumed == pytest.approx(whole, rel=1e-5)
+    other = TrainSettings(rspg_type="Pre", learning_rate=1e-3, total_steps=5, batch_size=2, save_freq=2)
+    assert len(train(load_selector(str(tiny_encoder), device="cpu"), records, spec, other, tmp_path / "b",
+                     progress=False)) == 5                                # other settings start over
+
+
 def test_training_batches_depend_only_on_seed_and_step():
     settings = TrainSettings(rspg_type="Pre", batch_size=2)
     first = [step_batches(5, settings, 0, 1, step) for step in range(6)]
