@@ -32,8 +32,10 @@ class ModelSource:
         stats = [(str(f.relative_to(folder)), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
         return f"{folder.resolve()}|{hashlib.sha256(repr(stats).encode()).hexdigest()[:16]}"
 
-    def load_options(self, trust_remote_code: bool, allow_download: bool) -> dict:
+    def load_options(self, trust_remote_code: bool, allow_download: bool, cache_dir: str | None = None) -> dict:
         options = {"trust_remote_code": trust_remote_code, "local_files_only": not allow_download}
+        if cache_dir is not None:    # where hub ids are looked up (and downloaded to); None: HF's default cache
+            options["cache_dir"] = str(cache_dir)
         if self.gguf_file:
             options["gguf_file"] = self.gguf_file
         return options
