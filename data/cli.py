@@ -88,13 +88,21 @@ def _package_versions() -> dict[str, str]:
     return versions
 
 
+def config_path(output_file: str | Path) -> Path:
+    """Where the provenance of a single output file goes: ``<output>.config.json`` beside it, so several
+    outputs in one folder (the train and dev rankings) each keep their own."""
+    output_file = Path(output_file)
+    return output_file.with_name(output_file.name + ".config.json")
+
+
 def config_dict(args: argparse.Namespace | dict) -> dict:
     values = vars(args) if isinstance(args, argparse.Namespace) else dict(args)
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in values.items()}
 
 
-def write_config(output_dir: str | Path, args: argparse.Namespace | dict, **extra) -> Path:
-    """Write <output_dir>/config.json: the arguments, git commit, time and library versions."""
+def write_config(output_dir: str | Path, args: argparse.Namespace | dict, *, filename: str = "config.json",
+                 **extra) -> Path:
+    """Write <output_dir>/config.json (or ``filename``): the arguments, git commit, time and library versions."""
     payload = {
         "args": config_dict(args),
         "git_commit": git_commit(),
@@ -103,7 +111,7 @@ def write_config(output_dir: str | Path, args: argparse.Namespace | dict, **extr
         "versions": _package_versions(),
         **extra,
     }
-    return atomic_write_json(Path(output_dir) / "config.json", payload)
+    return atomic_write_json(Path(output_dir) / filename, payload)
 
 
 # ----------------------------------------------------------------------------- shared flags

@@ -69,7 +69,8 @@ def loading_errors(source: ModelSource, allow_download: bool) -> Iterator[None]:
         raise
     except (OSError, ValueError, KeyError, ImportError, SafetensorError) as err:
         if source.is_hub_id and isinstance(err, OSError):
-            hint = "" if allow_download else " (downloads are off: pass allow_download=True with HF_HUB_OFFLINE=0)"
+            hint = "" if allow_download else (" (downloads are off: pass --allow_download / allow_download=True, "
+                                              "with HF_HUB_OFFLINE=0)")
             message = f"not a local folder, .gguf file or hub id in the local HF cache{hint}"
         else:
             detail = " ".join(str(err).split()) or type(err).__name__
