@@ -88,6 +88,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     options.check()
     settings.check()
     finetune = from_args(FinetuneSettings, args)
+    dtype = from_args(ModelOptions, args).dtype
+    if options.fp16 and dtype not in (None, "float16"):
+        raise InputError(f"--fp16 loads the model in float16, but --dtype says {dtype}")
     if options.do_train and finetune.num_train_epochs <= 0:
         raise InputError("--do_train needs --training_epoch > 0 (zero-shot: --no_do_train --do_eval)")
     root = options.raw_data_folder_path or REPO_ROOT / "data" / "sample"
@@ -136,8 +139,6 @@ def run_task(args: argparse.Namespace, task: str, root) -> None:
 
     from data.io import atomic_write_json
 
-    if options.fp16 and model.dtype not in (None, "float16"):
-        raise InputError(f"--fp16 loads the model in float16, but --dtype says {model.dtype}")
     handle = model.load(backend="hf" if options.do_train else model.backend, dtype="float16" if options.fp16
                         else model.dtype, needs_hf=training.generation_num_beams > 1)
     atomic_write_json(output_dir / "selection.json",

@@ -319,7 +319,8 @@ def study(*argv) -> int:
 def test_profile_study_zero_shot_writes_results(tiny_causal_lm, tmp_path, capsys):
     code = study("--task_name", "news_headline", "--no_do_train", "--do_eval", "--retrieval_num", 2,
                  "--retrieval_ablation", "only_output", "--retrieval_order", "random", "--model_id", tiny_causal_lm,
-                 "--result_dir", tmp_path, "--limit", 3, "--generation_num_beams", 1, "--output_max_length", 4)
+                 "--result_dir", tmp_path, "--limit", 3, "--generation_num_beams", 1, "--output_max_length", 4,
+                 "--learning_rate", 1e-4)
     assert code == 0
     out = tmp_path / tiny_causal_lm.name / "BM25_only_output" / "user-based" / "LaMP_4" / "2" / "random" / "seed1"
     selection = json.loads((out / "selection.json").read_text())
@@ -328,7 +329,8 @@ def test_profile_study_zero_shot_writes_results(tiny_causal_lm, tmp_path, capsys
     assert config["prompt_template"] == "study_only_output" and config["task"] == "LaMP_4"
     assert set(json.loads((out / "scores.json").read_text())["metrics"]) == {"rouge-1", "rouge-L"}
     assert (out / "predictions.json").is_file() and str(out) in capsys.readouterr().out
-    assert "--retrieval_order random does nothing" in (out / "run.log").read_text()
+    log = (out / "run.log").read_text()
+    assert "--retrieval_order random does nothing" in log and "--learning_rate do nothing without --do_train" in log
 
 
 def test_profile_study_fine_tunes_lamp2_by_f1_then_evaluates(tiny_causal_lm, tmp_path):
@@ -362,6 +364,39 @@ def test_task_name_all_runs_every_task_with_data(tiny_causal_lm, tmp_path):
     base = tmp_path / "runs" / tiny_causal_lm.name / "BM25" / "user-based"
     assert sorted(p.name for p in base.iterdir()) == ["LaMP_4", "LaMP_7"]
     assert all((base / task / "1" / "scores.json").is_file() for task in ("LaMP_4", "LaMP_7"))
+
+
+def test_do_predict_generates_the_test_split(tiny_causal_lm, tmp_path, capsys):
+    data = tmp_path / "data" / "LaMP_7"
+    shutil.copytree(SAMPLE / "LaMP_7", data)
+    common = ["--task_name", "LaMP_7", "--raw_data_folder_path", data.parent, "--no_do_train", "--do_predict",
+              "--model_id", tiny_causal_lm, "--result_dir", tmp_path / "runs", "--limit", 2,
+              "--generation_num_beams", 1, "--output_max_length", 2]
+    assert study(*common) == 2 and "no test_questions.json for --do_predict" in capsys.readouterr().err
+    shutil.copy(data / "dev_questions.json", data / "test_questions.json")
+    assert study(*common) == 0
+    out = tmp_path / "runs" / tiny_causal_lm.name / "BM25" / "user-based" / "LaMP_7" / "1"
+    assert len(json.loads((out / "test" / "predictions.json").read_text())["golds"]) == 2
+    assert not (out / "scores.json").exists()                     # dev is scored only with --do_eval/--do_train
+
+
+def test_fp16_loads_the_model_in_half_precision(tmp_path, monkeypatch, capsys):
+    import lm.loading
+
+    calls = []
+
+    def record(name, **options):
+        calls.append(options["dtype"])
+        raise InputError("stop before loading")
+
+    monkeypatch.setattr(lm.loading, "load_model", record)
+    base = ["--task_name", "LaMP_4", "--no_do_train", "--do_eval", "--result_dir", tmp_path, "--limit", 1]
+    assert study(*base, "--fp16") == 2 and calls == ["float16"]
+    assert study(*base) == 2 and calls == ["float16", None]
+    refused = ["--task_name", "LaMP_4", "--no_do_train", "--do_eval", "--result_dir", tmp_path / "refused"]
+    assert study(*refused, "--fp16", "--dtype", "float32") == 2 and calls == ["float16", None]
+    assert "--fp16 loads the model in float16, but --dtype says float32" in capsys.readouterr().err
+    assert not (tmp_path / "refused").exists()
 
 
 @pytest.mark.parametrize("argv, message", [
