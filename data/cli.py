@@ -155,8 +155,6 @@ def option(default=MISSING, help: str = "", *, flags: Sequence[str] = (), aliase
     """
     metadata = {"help": help, "flags": tuple(flags), "aliases": tuple(aliases), "choices": choices,
                 "minimum": minimum, "type": type}
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata=metadata)
     return field(default=default, metadata=metadata)
 
 
@@ -168,10 +166,10 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, title: s
 
     A field ``name: T = default`` becomes ``--name`` (plus its ``aliases``) with ``dest=name``, the type from
     the annotation (``X | None`` parses X, ``list[X]`` takes one or more values, ``bool`` is a switch that
-    also takes true/false, with ``--no_<name>`` when it is on by default), the
-    field's help and default. ``defaults`` override a field's default for this script (the profile study's
-    own defaults), ``flags`` replace a field's flag names (a script's own spelling), ``exclude`` leaves fields out
-    (:func:`from_args` then uses their dataclass default or an override).
+    also takes true/false, with ``--no_<name>`` when it is on by default), the field's help and default.
+    ``defaults`` override a field's default for this script (the profile study's own defaults), ``flags``
+    replace a field's flag names (a script's own spelling), ``exclude`` leaves fields out (:func:`from_args`
+    then uses their dataclass default or an override).
     """
     defaults, flags = dict(defaults or {}), dict(flags or {})
     unknown = (defaults.keys() | flags.keys() | set(exclude)) - {f.name for f in fields(cls)}
@@ -233,10 +231,8 @@ def _value_type(annotation) -> tuple[Callable, bool]:
     args = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
         return _value_type(args[0])
-    if typing.get_origin(annotation) in (list, tuple):
+    if typing.get_origin(annotation) is list:
         return args[0], True
-    if typing.get_origin(annotation) is typing.Literal:
-        return type(args[0]), False
     return annotation, False
 
 
