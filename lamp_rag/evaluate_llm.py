@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Sequence
 
 from data.cli import (GenerationOptions, ModelOptions, add_dataclass_arguments, add_generation_arguments,
-                      add_model_arguments, add_task_argument, from_args, parse_args, run, setup_logging, write_config)
+                      add_model_arguments, add_task_argument, from_args, parse_args, run, setup_logging, writable_dir,
+                      write_config)
 from data.errors import input_error
 from lamp_rag.options import InputOptions, PromptOptions
 from lamp_rag.retrieval import RetrievalOptions
@@ -48,7 +49,7 @@ def make_parser() -> argparse.ArgumentParser:
                       help="gold outputs {task, golds} when the questions file has none; without golds "
                            "only predictions are written")
     add_task_argument(data)
-    parser.add_argument("--output_dir", required=True, type=Path, help="folder for predictions, scores, config")
+    parser.add_argument("--output_dir", required=True, type=writable_dir, help="folder for predictions, scores, config")
     add_dataclass_arguments(parser, PromptOptions, "prompt")
     add_model_arguments(parser, "--model_addr", hf_cache_dir=True)
     add_dataclass_arguments(parser, RetrievalOptions, "retrieval")

@@ -47,7 +47,7 @@ from dataclasses import asdict
 from typing import Sequence
 
 from data.cli import (REPO_ROOT, GenerationOptions, ModelOptions, add_dataclass_arguments, add_model_arguments,
-                      from_args, parse_args, run, setup_logging, write_config)
+                      bookkeeping_path, from_args, parse_args, run, setup_logging, write_config)
 from data.errors import InputError, input_error
 from lamp_rag.options import FinetuneSettings, InputOptions
 from lamp_rag.study import StudyOptions, StudySettings
@@ -141,7 +141,8 @@ def run_task(args: argparse.Namespace, task: str, root) -> None:
 
     handle = model.load(backend="hf" if options.do_train else model.backend, dtype="float16" if options.fp16
                         else model.dtype, needs_hf=training.generation_num_beams > 1)
-    atomic_write_json(output_dir / "selection.json",
+    # Bookkeeping like config.json: a run that fails before its outputs restores the earlier one.
+    atomic_write_json(bookkeeping_path(output_dir / "selection.json"),
                       {example.id: [str(item["id"]) for item in items]
                        for example, items in zip(examples["dev"], selected["dev"])})
     write_config(output_dir, args, task=spec.name, data_dir=str(folder), prompt_template=template,

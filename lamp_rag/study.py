@@ -44,7 +44,7 @@ from typing import Any, Mapping, Sequence, TypeVar
 
 import numpy as np
 
-from data.cli import option
+from data.cli import option, task_name, writable_dir
 from data.errors import InputError, input_error
 from data.records import Example
 from data.tasks import TaskSpec
@@ -146,8 +146,6 @@ TASK_PATTERNS = ("user-based", "time-based")
 
 def study_task_name(value: str) -> str:
     """argparse type of --task_name: "All" or any task alias (resolved to the canonical name)."""
-    from data.cli import task_name
-
     return ALL_TASKS if value.lower() == ALL_TASKS.lower() else task_name(value)
 
 
@@ -164,7 +162,7 @@ class StudyOptions:
                                                      "outputs}.json per task (default: the embedded sample, "
                                                      "data/sample)")
     result_dir: Path = option(Path("runs/profile_study"), "results root; the run folder is named after the "
-                                                           "settings")
+                                                           "settings", type=writable_dir)
     input_max_length: int = option(512, "the model's input window in tokens; prompts are cut to it from the "
                                         "right", minimum=1)
     task_max_length: int = option(256, "tokens of the window left to the task input; the profile gets the rest",

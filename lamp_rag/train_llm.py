@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Sequence
 
 from data.cli import (ModelOptions, add_dataclass_arguments, add_model_arguments, add_task_argument, from_args,
-                      parse_args, run, setup_logging, write_config)
+                      parse_args, run, setup_logging, writable_dir, write_config)
 from data.errors import InputError, input_error
 from lamp_rag.options import FinetuneSettings, InputOptions, PromptOptions
 from lamp_rag.retrieval import RetrievalOptions
@@ -53,7 +53,7 @@ def make_parser() -> argparse.ArgumentParser:
         data.add_argument(f"--{split}_outputs", type=Path, default=None,
                           help=f"gold outputs {{task, golds}} of --{split}_data when it has none")
     add_task_argument(data)
-    parser.add_argument("--output_dir", required=True, type=Path, help="folder for checkpoints and results")
+    parser.add_argument("--output_dir", required=True, type=writable_dir, help="folder for checkpoints and results")
     add_dataclass_arguments(parser, PromptOptions, "prompt")
     add_model_arguments(parser, hf_cache_dir=True)
     add_dataclass_arguments(parser, RetrievalOptions, "retrieval")
