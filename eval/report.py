@@ -4,16 +4,16 @@
     python -m eval.report runs/demo/lamp_rag runs/demo/logit_adjust --metrics rouge-1 rouge-L \\
         --output runs/demo/results.md
 
-Nothing is re-scored; three kinds of JSON file are read:
+Nothing is re-scored and nothing is method-specific: every method writes its results as run folders
+(``runtime.run_folder``), and a run folder is any folder with a ``scores.json``, an eval report in the
+official scorers' shape {<metric>: value, ..., "task", "num_examples", ...}: the metrics at the top level,
+lampkit's counts and file names beside them (``eval.scoring.REPORT_FIELDS``). Every other entry is a metric
+and must be a number, so a method's own measures (e.g. logit_adjust's profile_word_share) are columns like
+the registry's. One row per run folder. A file given directly may also be an eval_all output
+{task: eval report, ..., "missing_tasks", "ignored_files"}: one row per task.
 
-- an eval report {<metric>: value, ..., "task", "num_examples", ...} (metrics at the top level, as the
-  official scorer writes them): lamp_rag's scores.json, eval_task --output_file. One row.
-- an eval_all output {task: eval report, ..., "missing_tasks", "ignored_files"}. One row per task.
-- a logit_adjust results.json {"setup", "baseline", "personalized": {beta: metrics}}. One row for the
-  baseline (beta 0) and one per beta.
-
-A folder is searched at any depth for scores.json and results.json (checkpoints/ folders, the per-epoch
-scores of fine-tuning, are skipped); its rows follow the files' modification times, i.e. the order in which
+A folder is searched at any depth for scores.json (checkpoints/ folders, the per-epoch scores of
+fine-tuning, are skipped); its rows follow the files' modification times, i.e. the order in which
 the stages ran. Rows are named by their folder relative to the given path; with several paths, the paths
 keep their order and row names start with the path's own folder name. Columns: run, task (only when the
 rows come from several tasks), n (the number of scored predictions), then the metrics: --metrics, else the
@@ -38,7 +38,7 @@ from data.errors import InputError, input_error
 from data.io import atomic_write_text, read_json
 from data.tasks import get_task
 
-REPORT_FILES = ("scores.json", "results.json")
+SCORES_FILE = "scores.json"
 SKIPPED_FOLDERS = frozenset({"checkpoints"})
 MISSING = "-"
 
@@ -52,23 +52,12 @@ class Row:
     metrics: Mapping[str, float] = field(default_factory=dict)
 
 
-def _metric_values(metrics: object, source: str, where: str) -> dict[str, float]:
-    if not isinstance(metrics, dict):
-        raise input_error(source, "must be an object of metric values", field=where)
-    values = {}
-    for name, value in metrics.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            continue  # nested entries (e.g. logit_adjust's per_seed) are not table cells
-        values[str(name)] = float(value)
-    return values
-
-
 def _eval_report_row(report: Mapping, name: str, source: str, where: str = "") -> Row:
-    from eval.scoring import metric_values
+    from eval.scoring import REPORT_FIELDS
 
     if not isinstance(report.get("num_examples"), int):
         raise input_error(source, "must be the number of scored examples", field=f"{where}num_examples")
-    values = metric_values(report)
+    values = {metric: value for metric, value in report.items() if metric not in REPORT_FIELDS}
     for metric, value in values.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise input_error(source, "must be a number", field=f"{where}{metric}")
@@ -86,7 +75,7 @@ EVAL_ALL_FIELDS = ("missing_tasks", "ignored_files")   # eval_all's entries besi
 
 
 def rows_from_json(data: object, name: str, source: str = "<json>") -> list[Row]:
-    """The rows of one loaded score file (any of the three kinds); ``source`` names it in errors."""
+    """The rows of one loaded score file (an eval report or an eval_all output); ``source`` names it in errors."""
     if isinstance(data, dict) and {"task", "num_examples"} <= data.keys():
         return [_eval_report_row(data, name, source)]
     tasks = [key for key in data if key not in EVAL_ALL_FIELDS] if isinstance(data, dict) else []
@@ -97,32 +86,14 @@ def rows_from_json(data: object, name: str, source: str = "<json>") -> list[Row]
                 raise input_error(source, "must be an eval report", field=task)
             rows.append(_eval_report_row({**data[task], "task": task}, f"{name} {task}", source, f"{task}."))
         return rows
-    if isinstance(data, dict) and {"setup", "baseline", "personalized"} <= data.keys():
-        setup = data["setup"]
-        if not isinstance(setup, dict) or not isinstance(setup.get("num_examples"), int):
-            raise input_error(source, "must give num_examples", field="setup")
-        seeds = setup.get("seeds") or [None]
-        count = setup["num_examples"] * len(seeds)
-        task = str(setup.get("task", "?"))
-        if not isinstance(data["personalized"], dict):
-            raise input_error(source, "must be an object keyed by beta", field="personalized")
-        rows = [Row(f"{name} beta=0 (baseline)", task, count, _metric_values(data["baseline"], source, "baseline"))]
-        for beta, metrics in data["personalized"].items():
-            rows.append(Row(f"{name} beta={beta}", task, count,
-                            _metric_values(metrics, source, f"personalized.{beta}")))
-        return rows
     raise input_error(source, 'not a score file: expected an eval report {<metric>: value, ..., "task", '
-                              '"num_examples"}, an eval_all output {<task>: eval report, ...} or a logit_adjust '
-                              'results.json {"setup", "baseline", "personalized"}')
+                              '"num_examples"} or an eval_all output {<task>: eval report, ...}')
 
 
 def find_reports(folder: Path) -> list[Path]:
-    """scores.json / results.json files at any depth below ``folder``, oldest first (stage order)."""
-    found = []
-    for filename in REPORT_FILES:
-        for path in folder.rglob(filename):
-            if not SKIPPED_FOLDERS.intersection(path.relative_to(folder).parts[:-1]):
-                found.append(path)
+    """The scores.json of every run folder at any depth below ``folder``, oldest first (stage order)."""
+    found = [path for path in folder.rglob(SCORES_FILE)
+             if not SKIPPED_FOLDERS.intersection(path.relative_to(folder).parts[:-1])]
     return sorted(found, key=lambda path: (path.stat().st_mtime_ns, str(path)))
 
 
@@ -134,7 +105,7 @@ def collect_rows(paths: Sequence[str | os.PathLike]) -> list[Row]:
         if given.is_dir():
             files = find_reports(given)
             if not files:
-                raise input_error(given, f"no {' or '.join(REPORT_FILES)} at any depth")
+                raise input_error(given, f"no {SCORES_FILE} at any depth (not a run folder)")
             base = given
         elif given.is_file():
             files, base = [given], given.parent

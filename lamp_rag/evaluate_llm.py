@@ -19,8 +19,9 @@ chat template get the OFFICIAL LaMP string prompt. Why: on a small chat model th
 made profile use hurt (ROUGE-1 0.212 without profile, 0.156 with the top-3 items) while the chat
 rendering went from 0.239 to 0.327.
 
---output_dir receives predictions.json (LaMP gold format), scores.json (when golds exist), config.json,
-run.log and predictions.partial.jsonl; running the same command again reuses finished predictions.
+--output_dir is a run folder (runtime.run_folder): predictions.json (LaMP gold format), scores.json (when
+golds exist), config.json, run.log, prompts.jsonl (the prompts as the model read them) and
+generations.jsonl; running the same command again reuses finished generations.
 """
 from __future__ import annotations
 
@@ -30,8 +31,7 @@ from pathlib import Path
 from typing import Sequence
 
 from data.cli import (GenerationOptions, ModelOptions, add_dataclass_arguments, add_generation_arguments,
-                      add_model_arguments, add_task_argument, from_args, parse_args, run, setup_logging, writable_dir,
-                      write_config)
+                      add_model_arguments, add_task_argument, from_args, parse_args, run, setup_logging, writable_dir)
 from data.errors import input_error
 from lamp_rag.options import InputOptions, PromptOptions
 from lamp_rag.retrieval import RetrievalOptions
@@ -62,8 +62,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from data.loaders import load_examples
     from data.tasks import get_task
     from lamp_rag.options import default_decoding
-    from lamp_rag.pipeline import (build_prompts, generate_and_score, official_prompt_cut, prompt_cut_options,
-                                   resolve_prompt_style)
+    from lamp_rag.pipeline import build_prompts, official_prompt_cut, prompt_cut_options, resolve_prompt_style
+    from runtime.generation import generate_and_score
+    from runtime.run_folder import write_run_config
 
     model, generation = from_args(ModelOptions, args), from_args(GenerationOptions, args)
     prompt, retrieval = from_args(PromptOptions, args), from_args(RetrievalOptions, args)
@@ -83,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.info("%s: %d questions, prompt style %s, profile %s, %d beams, %d new tokens", spec.name, len(examples),
              style, f"{retrieval.retriever} top-{retrieval.num_retrieved}" if retrieval.use_profile else "none",
              decoding["num_beams"], decoding["max_new_tokens"])
-    write_config(args.output_dir, args, prompt_style=style, decoding=decoding)
+    write_run_config(args.output_dir, args, "lamp_rag", prompt_style=style, decoding=decoding)
     prompts = build_prompts(spec, examples, items, style, handle.tokenizer, prompt.max_length,
                             max_item_tokens=prompt.max_item_tokens)
     decoding.update(prompt_cut_options(official_prompt_cut(style, prompt.max_length)))

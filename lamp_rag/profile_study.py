@@ -47,7 +47,7 @@ from dataclasses import asdict
 from typing import Sequence
 
 from data.cli import (REPO_ROOT, GenerationOptions, ModelOptions, add_dataclass_arguments, add_model_arguments,
-                      bookkeeping_path, from_args, parse_args, run, setup_logging, write_config)
+                      bookkeeping_path, from_args, parse_args, run, setup_logging)
 from data.errors import InputError, input_error
 from lamp_rag.options import FinetuneSettings, InputOptions
 from lamp_rag.study import StudyOptions, StudySettings
@@ -103,7 +103,7 @@ def run_task(args: argparse.Namespace, task: str, root) -> None:
     """One task of the study under the parsed options: select, prompt, train and/or evaluate, write results."""
     from data.loaders import load_examples
     from data.tasks import get_task
-    from lamp_rag.pipeline import generate_and_score, prompt_cut_options
+    from lamp_rag.pipeline import prompt_cut_options
     from lamp_rag.study import (StudySelector, data_folder, outputs_file, prompt_template, questions_file,
                                 result_dir, study_prompts, study_task)
 
@@ -138,6 +138,8 @@ def run_task(args: argparse.Namespace, task: str, root) -> None:
              ", ".join(f"{len(examples[s])} {s} questions" for s in splits), template, folder)
 
     from data.io import atomic_write_json
+    from runtime.generation import generate_and_score
+    from runtime.run_folder import write_run_config
 
     handle = model.load(backend="hf" if options.do_train else model.backend, dtype="float16" if options.fp16
                         else model.dtype, needs_hf=training.generation_num_beams > 1)
@@ -145,8 +147,8 @@ def run_task(args: argparse.Namespace, task: str, root) -> None:
     atomic_write_json(bookkeeping_path(output_dir / "selection.json"),
                       {example.id: [str(item["id"]) for item in items]
                        for example, items in zip(examples["dev"], selected["dev"])})
-    write_config(output_dir, args, task=spec.name, data_dir=str(folder), prompt_template=template,
-                 best_metric=spec.best_metric)
+    write_run_config(output_dir, args, "lamp_rag.profile_study", task=spec.name, data_dir=str(folder),
+                     prompt_template=template, best_metric=spec.best_metric)
     prompts = {split: study_prompts(spec, examples[split], items, handle.tokenizer, template,
                                     options.input_max_length, options.task_max_length)
                for split, items in selected.items()}

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Sequence
 
 from data.cli import (ModelOptions, add_dataclass_arguments, add_model_arguments, add_task_argument, from_args,
-                      parse_args, run, setup_logging, writable_dir, write_config)
+                      parse_args, run, setup_logging, writable_dir)
 from data.errors import InputError, input_error
 from lamp_rag.options import FinetuneSettings, InputOptions, PromptOptions
 from lamp_rag.retrieval import RetrievalOptions
@@ -71,8 +71,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise InputError("--backend vllm cannot train; train_llm uses the hf backend")
     from data.loaders import load_examples
     from data.tasks import get_task
-    from lamp_rag.pipeline import (build_prompts, generate_and_score, official_prompt_cut, prompt_cut_options,
-                                   resolve_prompt_style)
+    from lamp_rag.pipeline import build_prompts, official_prompt_cut, prompt_cut_options, resolve_prompt_style
+    from runtime.generation import generate_and_score
+    from runtime.run_folder import write_run_config
     from lamp_rag.training import BEST_MODEL_DIR, VALIDATION_DIR, finetune, require_targets
 
     spec = get_task(args.task)
@@ -93,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(args.output_dir)
     handle = model.load(backend="hf")
     style = resolve_prompt_style(prompt.prompt_style, handle)
-    write_config(args.output_dir, args, prompt_style=style)
+    write_run_config(args.output_dir, args, "lamp_rag", prompt_style=style)
     prompts = {split: build_prompts(spec, examples[split], items[split], style, handle.tokenizer, prompt.max_length,
                                     max_item_tokens=prompt.max_item_tokens)
                for split in examples}
