@@ -13,13 +13,14 @@ best epoch on the validation split, and save predictions and scores for validati
         --validation_outputs data/sample/LaMP_4/dev_outputs.json --output_dir runs/lamp_rag/LaMP_4/lora
 
 Seq2seq (FlanT5-style) models learn prompt -> output; decoder-only models learn prompt + output + EOS with
-the loss on the output only. Each epoch generates the validation set and scores its raw golds; the best
-checkpoint follows the task's metric and direction (LaMP_3: lowest MAE). Prompt style as in evaluate_llm
-(auto: chat turns for decoder-only chat models, the official LaMP string for seq2seq models).
+the loss on the output only. With --validation_data each epoch generates the validation set and scores
+its raw golds, and the best checkpoint follows the task's metric and direction (LaMP_3: lowest MAE);
+without it nothing is generated during training and the last epoch is kept. Prompt style as in
+evaluate_llm (auto: chat turns for decoder-only chat models, the official LaMP string for seq2seq models).
 
 --output_dir receives checkpoints/ (rerun the same command to resume from the last one), best_model/
-(loadable with evaluate_llm --model_addr), validation/ and test/ (predictions.json, scores.json),
-config.json and run.log.
+(the full model, or with --lora the adapter alone unless --merge_lora; either loads with evaluate_llm
+--model_addr), validation/ and test/ (predictions.json, scores.json), config.json and run.log.
 """
 from __future__ import annotations
 
@@ -45,7 +46,7 @@ def make_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     data = parser.add_argument_group("data")
     for split in SPLITS:
-        data.add_argument(f"--{split}_data", type=Path, required=split != "test",
+        data.add_argument(f"--{split}_data", type=Path, required=split == "train",
                           help=f"{split} questions (LaMP questions, merge_with_rank output or LongLaMP records)")
         data.add_argument(f"--{split}_outputs", type=Path, default=None,
                           help=f"gold outputs {{task, golds}} of --{split}_data when it has none")
@@ -65,7 +66,10 @@ def make_parser() -> argparse.ArgumentParser:
 
     training = parser.add_argument_group("training")
     training.add_argument("--num_train_epochs", type=float, default=10, help="epochs (default: %(default)s)")
-    training.add_argument("--lora", action="store_true", help="train LoRA adapters instead of all weights")
+    training.add_argument("--lora", action="store_true", help="train a LoRA adapter instead of all weights; "
+                                                              "best_model/ then holds the adapter alone")
+    training.add_argument("--merge_lora", action="store_true",
+                          help="with --lora: save best_model/ as a full model with the adapter merged in")
     for option in dataclasses.fields(TrainingOptions):
         training.add_argument(f"--{option.name}", type=_OPTION_TYPES[option.type], default=option.default,
                               nargs="+" if option.type.startswith("list") else None,
@@ -95,7 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise input_error(path, "no questions")
         items[split] = retrieve_items(spec, examples[split], args)
     require_targets(examples["train"], args.train_data)
-    require_targets(examples["validation"], args.validation_data)
+    if "validation" in examples:
+        require_targets(examples["validation"], args.validation_data)
 
     setup_logging(args.output_dir)
     from lm import load_model
@@ -108,12 +113,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                for split in examples}
     options = {option.name: getattr(args, option.name) for option in dataclasses.fields(TrainingOptions)}
     max_prompt_tokens = official_prompt_cut(style, args.max_length)
-    result = finetune(spec, handle, examples["train"], prompts["train"], examples["validation"],
-                      prompts["validation"], args.output_dir, args.num_train_epochs, lora=args.lora,
-                      max_prompt_tokens=max_prompt_tokens, **options)
+    result = finetune(spec, handle, examples["train"], prompts["train"], examples.get("validation"),
+                      prompts.get("validation"), args.output_dir, args.num_train_epochs, lora=args.lora,
+                      max_prompt_tokens=max_prompt_tokens, merge_lora=args.merge_lora, **options)
     print(f"best checkpoint: {result.best_checkpoint}")
     print(f"best model: {args.output_dir / BEST_MODEL_DIR}")
-    print(f"validation: {args.output_dir / VALIDATION_DIR}")
+    if result.metrics:
+        print(f"validation: {args.output_dir / VALIDATION_DIR}")
     for name, value in result.metrics.items():
         print(f"{spec.name} validation {name}: {value:.4f}")
     if "test" in examples:

@@ -138,6 +138,13 @@ class ModelHandle:
         """generate() and score() use the base model unless given adapter_names."""
         self.adapter = None
 
+    def copy_weights(self) -> "ModelHandle":
+        """A handle with its own copy of the model (adapters included), e.g. to train every weight of it
+        while this one keeps its weights; costs the weights' memory once more."""
+        twin = copy.copy(self)
+        twin._shared = _SharedModel(copy.deepcopy(self.model), None, None, f"{self.base_weights_id}|copy-{id(twin)}")
+        return twin
+
     def with_adapter(self, name: str | None) -> "ModelHandle":
         """A view sharing this model and tokenizer whose default adapter is ``name`` (None: the base)."""
         view = copy.copy(self)
