@@ -184,6 +184,19 @@ def test_rerun_resumes_from_the_last_checkpoint(tiny_causal_lm, tmp_path, caplog
     assert last_checkpoint(tmp_path).name == "checkpoint-2" and len(train_losses(result.best_checkpoint)) >= 1
 
 
+def test_an_interrupted_lora_run_resumes_to_the_same_adapter(tiny_causal_lm, tmp_path):
+    import shutil
+
+    whole = finetune("LaMP_4", tiny_causal_lm, tmp_path / "whole", epochs=2, train_size=8, lora=True, validate=False)
+    finetune("LaMP_4", tiny_causal_lm, tmp_path / "cut", epochs=2, train_size=8, lora=True, validate=False)
+    shutil.rmtree(tmp_path / "cut" / "checkpoints" / "checkpoint-2")      # as if stopped after epoch 1
+    resumed = finetune("LaMP_4", tiny_causal_lm, tmp_path / "cut", epochs=2, train_size=8, lora=True,
+                       validate=False)
+    assert dev_scores(resumed.handle) == pytest.approx(dev_scores(whole.handle), abs=1e-4)
+    fresh_start = load(tiny_causal_lm)                # a resume that ignored checkpoint-1 would land elsewhere
+    assert dev_scores(resumed.handle) != pytest.approx(dev_scores(fresh_start), abs=1e-3)
+
+
 def checkpoint_files(output_dir: Path) -> dict[str, bytes]:
     folder = output_dir / "checkpoints"
     return {str(path.relative_to(folder)): path.read_bytes() for path in folder.rglob("*") if path.is_file()}

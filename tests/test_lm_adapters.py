@@ -9,6 +9,7 @@ from data.errors import InputError
 from lm import LoraOptions, load_model
 from lm.adapters import BASE
 from lm.train import TrainOptions, train_dpo, train_sft
+from test_lm import causal, seq2seq  # noqa: F401  (fixtures: the tiny models loaded on CPU)
 
 PROMPTS = [
     "Generate a headline for the following article.",
@@ -21,16 +22,6 @@ PROMPTS = [
 TARGETS = ["the new bridge", "a surprising result", "five", "the football match", "local elections", "x"]
 RANDOM = LoraOptions(r=4, zero_init=False)     # a non-zero update, as after training
 FAST = TrainOptions(epochs=3, learning_rate=3e-3, batch_size=4, logging_steps=1)
-
-
-@pytest.fixture
-def causal(tiny_causal_lm):
-    return load_model(tiny_causal_lm, device="cpu")
-
-
-@pytest.fixture
-def seq2seq(tiny_seq2seq_lm):
-    return load_model(tiny_seq2seq_lm, device="cpu")
 
 
 def sums(scores):
@@ -54,6 +45,8 @@ def test_a_mixed_adapter_batch_equals_each_adapter_run_alone(model, request):
     assert sums(mixed) == pytest.approx(sums(alone), rel=1e-5, abs=1e-4)   # padding: float round-off only
     for beams in (1, 2):
         texts = handle.generate(PROMPTS, max_new_tokens=6, num_beams=beams, adapter_names=names, progress=False)
+        base = handle.generate(PROMPTS, max_new_tokens=6, num_beams=beams, progress=False)
+        assert sum(a != b for a, b in zip(texts, base)) >= 3          # the adapted rows really are adapted
         assert texts == [handle.generate([p], max_new_tokens=6, num_beams=beams, adapter_names=[n], progress=False)[0]
                          for p, n in zip(PROMPTS, names)]
     # the adapters do differ from each other and from the base, so a shuffled mapping would be caught
