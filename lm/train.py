@@ -160,6 +160,8 @@ def train_dpo(handle, prompts: Sequence[Prompt], chosen: Sequence[str], rejected
 
     if not (len(prompts) == len(chosen) == len(rejected)):
         raise ValueError(f"{len(prompts)} prompts, {len(chosen)} chosen, {len(rejected)} rejected")
+    if handle.is_encoder_decoder:
+        raise InputError(f"{handle.name}: DPO needs a decoder-only model (TRL's DPOTrainer has no seq2seq path)")
     options = options or TrainOptions()
     use_chat = uses_chat(handle, chat)
     data = Dataset.from_dict({"prompt": [render(handle.tokenizer, p, use_chat) for p in prompts],

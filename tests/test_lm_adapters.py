@@ -220,6 +220,12 @@ def test_dpo_raises_the_chosen_minus_rejected_margin_of_the_named_adapter_only(c
     assert changed and all(".user_b." in name for name in changed)
 
 
+def test_dpo_of_a_seq2seq_model_is_an_input_error(seq2seq):
+    seq2seq.add_adapter("user")
+    with pytest.raises(InputError, match="decoder-only"):
+        train_dpo(seq2seq, PROMPTS, CHOSEN, REJECTED, adapter="user")
+
+
 def test_dpo_reference_is_the_base_model_with_the_adapter_disabled(causal):
     """An adapter that already differs from the base: the first DPO loss compares it with the BASE model.
 
