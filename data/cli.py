@@ -12,25 +12,44 @@ import os
 import subprocess
 import sys
 from importlib import metadata
+from dataclasses import dataclass
 from pathlib import Path
 from functools import partial
 from typing import Callable, Iterator, NoReturn, Sequence
 
 from data.errors import InputError
-from data.io import atomic_write_json
+from data.io import atomic_write_bytes, atomic_write_json, check_writable
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 log = logging.getLogger("lampkit")
 
 
+# Run bookkeeping (run.log, config.json, the folders made for them) noted by this process: a run that fails
+# before it writes any other output undoes it, so a model that does not load leaves nothing behind and an
+# earlier run's config.json is not left overwritten by a run that never happened.
+@dataclass
+class _Bookkeeping:
+    path: Path
+    folder_before: frozenset[str]      # entries of its folder before the run
+    previous: bytes | None = None      # the file's content before the run, when it existed
+
+
+_bookkeeping: list[_Bookkeeping] = []
+
+
 def run(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> int:
     """Run a script's main; bad input becomes one line on stderr and exit code 2, never a traceback."""
     set_process_defaults()
+    _bookkeeping.clear()
     try:
         return main(argv) or 0
     except InputError as err:
+        _undo_bookkeeping()
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except Exception:
+        _undo_bookkeeping()
+        raise
     except KeyboardInterrupt:
         print("interrupted; finished outputs were kept, run the same command again to resume",
               file=sys.stderr)
@@ -69,12 +88,54 @@ def _usage_error(parser: argparse.ArgumentParser, message: str) -> NoReturn:
     raise InputError(f"{parser.prog}: {message} (--help lists the arguments)")
 
 
+def bookkeeping_path(path: str | Path) -> Path:
+    """Note that ``path`` is about to be written as run bookkeeping (a log, a config): when the run then
+    fails before writing anything else beside it, :func:`run` restores what was there before."""
+    path = Path(path)
+    if path.is_file():
+        before = frozenset(os.listdir(path.parent))
+        _bookkeeping.append(_Bookkeeping(path, before, path.read_bytes()))
+        return path
+    missing = [path] + [p for p in path.parents if not p.exists()]
+    for each in reversed(missing):
+        before = frozenset(os.listdir(each.parent)) if each.parent.is_dir() else frozenset()
+        _bookkeeping.append(_Bookkeeping(each, before))
+    return path
+
+
+def _undo_bookkeeping() -> None:
+    """Undo :func:`bookkeeping_path` entries, newest first, where nothing else was written beside them."""
+    noted = {entry.path.absolute() for entry in _bookkeeping}
+    root = logging.getLogger()
+    for handler in list(root.handlers):   # close our run.log handlers so the files can go
+        if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename) in noted:
+            root.removeHandler(handler)
+            handler.close()
+    for entry in reversed(_bookkeeping):
+        path = entry.path
+        if not path.exists():
+            continue
+        beside = {name for name in set(os.listdir(path.parent)) - entry.folder_before
+                  if (path.parent / name).absolute() not in noted}
+        if beside:
+            continue   # the run produced other outputs here: keep its log and config with them
+        if entry.previous is not None:
+            atomic_write_bytes(path, entry.previous)
+        elif path.is_dir():
+            if not any(path.iterdir()):
+                path.rmdir()
+        else:
+            path.unlink()
+    _bookkeeping.clear()
+
+
 def setup_logging(output_dir: str | Path | None = None, level: int = logging.INFO) -> None:
     """Log to stderr and, when given, to <output_dir>/run.log."""
     handlers: list[logging.Handler] = [logging.StreamHandler()]
     if output_dir is not None:
-        Path(output_dir).mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(Path(output_dir) / "run.log", encoding="utf-8"))
+        log_file = bookkeeping_path(Path(output_dir) / "run.log")
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         handlers=handlers, force=True)
 
@@ -113,7 +174,24 @@ def write_config(output_dir: str | Path, args: argparse.Namespace | dict, **extr
         "versions": _package_versions(),
         **extra,
     }
-    return atomic_write_json(Path(output_dir) / "config.json", payload)
+    return atomic_write_json(bookkeeping_path(Path(output_dir) / "config.json"), payload)
+
+
+def writable_file(value: str) -> Path:
+    """argparse type of an output file path: fails at parse time when it cannot be written."""
+    return _checked_output(value, "file")
+
+
+def writable_dir(value: str) -> Path:
+    """argparse type of an output folder: fails at parse time when it cannot be created or written."""
+    return _checked_output(value, "folder")
+
+
+def _checked_output(value: str, kind: str) -> Path:
+    try:
+        return check_writable(Path(value), kind)
+    except InputError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 # ----------------------------------------------------------------------------- shared flags

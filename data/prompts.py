@@ -145,7 +145,7 @@ def build_messages(spec: TaskSpec, input_text: str, items: Sequence[Mapping], to
 
     An item becomes ``user: spec.item_prompt(item)`` (the item written in the task's input template)
     and ``assistant: spec.item_output(item)``. With a tokenizer and ``max_item_tokens``, the item's
-    input text (``spec.item_input_field``) is cut to that many tokens (no special tokens counted: the
+    input text (``spec.item_input_field_of(item)``) is cut to that many tokens (no special tokens counted: the
     chat template adds its own once per turn).
     """
     if max_item_tokens is not None and max_item_tokens <= 0:
@@ -153,7 +153,7 @@ def build_messages(spec: TaskSpec, input_text: str, items: Sequence[Mapping], to
     messages = [{"role": "system", "content": system}] if system else []
     for item in items:
         shown = dict(item)
-        field = spec.item_input_field
+        field = spec.item_input_field_of(item)
         if tokenizer is not None and max_item_tokens is not None and field is not None:
             with _naming_missing_fields(spec, item):
                 shown[field] = _cut_text(tokenizer, str(item[field]), max_item_tokens)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Sequence
 
 from data.cli import (add_generation_arguments, add_model_arguments, add_retrieval_arguments, add_task_argument,
-                      generation_options, parse_args, run, setup_logging, write_config)
+                      generation_options, parse_args, run, setup_logging, write_config, writable_dir)
 from data.errors import input_error
 from data.prompts import PROMPT_STYLES
 
@@ -40,7 +40,7 @@ def make_parser() -> argparse.ArgumentParser:
                         help="gold outputs {task, golds} when the questions file has none; without golds "
                              "only predictions are written")
     add_task_argument(parser)
-    parser.add_argument("--output_dir", required=True, type=Path, help="folder for predictions, scores, config")
+    parser.add_argument("--output_dir", required=True, type=writable_dir, help="folder for predictions, scores, config")
     parser.add_argument("--prompt_style", default="auto", choices=("auto", *PROMPT_STYLES),
                         help="auto (default): 'chat' (profile items as earlier chat turns) for decoder-only "
                              "chat models, 'official' (the LaMP string prompt) for seq2seq/FlanT5-style "

@@ -19,7 +19,7 @@ import argparse
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from data.cli import add_task_argument, parse_args, run, write_config
+from data.cli import add_task_argument, parse_args, run, write_config, writable_file
 from data.errors import input_error
 
 
@@ -33,7 +33,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--profile_ranking_addr", type=Path, default=None,
                         help="ranking {question_id: [item ids, best first]}; items it does not name are "
                              "appended in their original order (default: keep the original order)")
-    parser.add_argument("--merged_output_addr", required=True, type=Path, help="JSON list to write")
+    parser.add_argument("--merged_output_addr", required=True, type=writable_file, help="JSON list to write")
     add_task_argument(parser, required=False)
     parser.add_argument("--allow_missing_outputs", action="store_true",
                         help="keep questions that have no gold (written without 'output') instead of failing")

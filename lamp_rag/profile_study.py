@@ -39,8 +39,8 @@ import logging
 from pathlib import Path
 from typing import Sequence
 
-from data.cli import (REPO_ROOT, add_generation_arguments, add_model_arguments, add_task_argument,
-                      generation_options, parse_args, run, setup_logging, write_config)
+from data.cli import (REPO_ROOT, add_generation_arguments, add_model_arguments, add_task_argument, bookkeeping_path,
+                      generation_options, parse_args, run, setup_logging, write_config, writable_dir)
 from data.errors import input_error
 from lamp_rag.study import ABLATIONS, MIXED_SOURCES, ORDERS, RETRIEVAL_IDS
 
@@ -85,7 +85,7 @@ def make_parser() -> argparse.ArgumentParser:
                             "for the task, else the mean profile size of train + dev)")
 
     add_model_arguments(parser)
-    parser.add_argument("--output_root", type=Path, default=Path("runs/profile_study"),
+    parser.add_argument("--output_root", type=writable_dir, default=Path("runs/profile_study"),
                         help="results root; the run folder is named after the settings (default: %(default)s)")
     parser.add_argument("--max_length", type=int, default=256,
                         help="token budget of the prompt shared by input and profile (default: %(default)s)")
@@ -172,11 +172,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from lamp_rag.pipeline import build_prompts, generate_and_score, prompt_cut_options
     from lm import load_model
 
-    atomic_write_json(output_dir / "selection.json",
-                      {example.id: [str(item["id"]) for item in items]
-                       for example, items in zip(examples["dev"], selected["dev"])})
     handle = load_model(args.model_name, device=args.device, dtype=args.dtype,
                         backend="hf" if args.training_epoch > 0 else args.backend, needs_hf=args.num_beams > 1)
+    # Bookkeeping like config.json: a run that fails before its outputs restores the earlier one.
+    atomic_write_json(bookkeeping_path(output_dir / "selection.json"),
+                      {example.id: [str(item["id"]) for item in items]
+                       for example, items in zip(examples["dev"], selected["dev"])})
     write_config(output_dir, args, data_dir=str(folder), effective_ablation=ablation, prompt_template=template)
     prompts = {split: build_prompts(spec, examples[split], items, "official", handle.tokenizer, args.max_length,
                                     template=template)

@@ -16,7 +16,7 @@ import argparse
 from pathlib import Path
 from typing import Sequence
 
-from data.cli import add_task_argument, add_workers_argument, parse_args, run, write_config
+from data.cli import add_task_argument, add_workers_argument, parse_args, run, write_config, writable_file
 from data.errors import InputError, input_error
 from lamp_rag.retrieval import RANKERS
 
@@ -26,7 +26,7 @@ def make_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--input_data_addr", required=True, type=Path,
                         help="questions file: LaMP questions JSON or LongLaMP records (JSON, JSONL, parquet)")
-    parser.add_argument("--output_ranking_addr", required=True, type=Path,
+    parser.add_argument("--output_ranking_addr", required=True, type=writable_file,
                         help="JSON file to write: {question_id: [profile item ids, best first]}")
     add_task_argument(parser)
     parser.add_argument("--ranker", required=True, choices=RANKERS, help="how profile items are ordered")

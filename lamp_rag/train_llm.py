@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Sequence
 
 from data.cli import (add_model_arguments, add_retrieval_arguments, add_task_argument, parse_args, run,
-                      setup_logging, write_config)
+                      setup_logging, write_config, writable_dir)
 from data.errors import InputError, input_error
 from data.prompts import PROMPT_STYLES
 from lamp_rag.training import TrainingOptions
@@ -52,7 +52,7 @@ def make_parser() -> argparse.ArgumentParser:
                           help=f"gold outputs {{task, golds}} of --{split}_data when it has none")
     data.add_argument("--limit", type=int, default=None, help="use only the first N questions of each split")
     add_task_argument(data)
-    parser.add_argument("--output_dir", required=True, type=Path, help="folder for checkpoints and results")
+    parser.add_argument("--output_dir", required=True, type=writable_dir, help="folder for checkpoints and results")
     parser.add_argument("--prompt_style", default="auto", choices=("auto", *PROMPT_STYLES),
                         help="auto (default): 'chat' for decoder-only chat models, 'official' (the LaMP "
                              "string prompt) for seq2seq/FlanT5-style models")

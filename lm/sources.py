@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import hashlib
-
 import re
+import struct
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,7 +65,8 @@ def loading_errors(source: ModelSource, allow_download: bool) -> Iterator[None]:
         yield
     except InputError:
         raise
-    except (OSError, ValueError, KeyError, ImportError, SafetensorError) as err:
+    # struct.error and EOFError: a truncated .gguf file ends before the header or tensor table it announces.
+    except (OSError, ValueError, KeyError, ImportError, SafetensorError, struct.error, EOFError) as err:
         if source.is_hub_id and isinstance(err, OSError):
             hint = "" if allow_download else " (downloads are off: pass allow_download=True with HF_HUB_OFFLINE=0)"
             message = f"not a local folder, .gguf file or hub id in the local HF cache{hint}"

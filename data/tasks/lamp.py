@@ -3,7 +3,7 @@
 Templates marked "official" reproduce the reference strings exactly, trailing spaces included; the
 ``study_*`` templates are the user-profile role study's (spec profile_study A6).
 """
-from data.tasks import ProfileTemplate, TaskSpec, register
+from data.tasks import ItemShape, ProfileTemplate, TaskSpec, register
 
 MOVIE_TAGS = ("sci-fi", "based on a book", "comedy", "action", "twist ending", "dystopia", "dark comedy",
               "classic", "psychology", "fantasy", "romance", "thought-provoking", "social commentary",
@@ -28,6 +28,8 @@ HEADLINE_INPUT = "Generate a headline for the following article: {text}"
 SCHOLARLY_INPUT = "Generate a title for the following abstract of a paper: {abstract}"
 SUBJECT_INPUT = "Generate a subject for the following email: {text}"
 TWEET_INPUT = "Paraphrase the following tweet without any explanation before or after it: {text}"
+# OPPU's per-user training prompt for LaMP_1 (its items pair a paper title with a cited title).
+OPPU_CITATION_INPUT = "paper title: {title} reference:"
 CITATION_INPUT = ('For an author who has written the paper with the title "{title}", which reference is '
                   'related? Just answer with [1] or [2] without explanation. [1]: "{ref1}" [2]: "{ref2}"')
 
@@ -45,7 +47,11 @@ register(TaskSpec(
     max_new_tokens=4, **CLASSIFICATION_METRICS,
     templates={"official": ProfileTemplate(item='"{title}"', field="title",
                                            insert_after_title=True)},
-    text_templates={"oppu_input": "paper title: {title} reference:"},
+    text_templates={"oppu_input": OPPU_CITATION_INPUT},
+    # OPPU's release: the user's paper title and the title of a paper it cites (spec curp_cope_oppu 4.3).
+    item_variants=(ItemShape(fields=("title", "citation"), input_field="title", output_field="citation",
+                             document_fields=("title", "citation"), prompt_template=OPPU_CITATION_INPUT,
+                             source="OPPU"),),
     example_item={"id": "p1", "title": "Attention is all you need", "abstract": "We propose ...",
                   "date": "2017-06-12"},
     example_input_fields={"title": "A paper", "ref1": "First reference", "ref2": "Second reference"},
@@ -82,6 +88,11 @@ register(TaskSpec(
     templates={"official": ProfileTemplate(item='the category for the article: "{text}" is "{category}" ',
                                            field="text")},
     text_templates={"oppu_input": NEWS_INPUT + " category:"},
+    # Files from before the relabelling say "LaMP_2"; their news categories tell them apart.
+    legacy_names=("LaMP_2",),
+    # OPPU's release drops the title (spec curp_cope_oppu 4.3).
+    item_variants=(ItemShape(fields=("text", "category"), input_field="text", output_field="category",
+                             document_fields=("text",), prompt_template=NEWS_INPUT, source="OPPU"),),
     example_item={"id": "n1", "title": "Vote", "text": "The senate voted.", "category": "politics",
                   "date": "2016-01-01"},
     example_input_fields={"text": "The team won the final."},
