@@ -7,8 +7,8 @@
 
 Each --retrivers_data_addr is a rspg.retriever_utilization_scorer run folder (its feedback.json), a
 reference scorer folder (per-question scores.json) or such a file; the order given is the retrievers'
-order everywhere after. The output is a JSON list (see rspg.selection_data); config.json goes into
-its folder.
+order everywhere after. The output is a JSON list (see rspg.selection_data); its provenance goes to
+<output>.config.json beside it.
 """
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def make_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(make_parser(), argv)
-    from data.cli import write_config
+    from data.cli import config_path, write_config
     from data.io import atomic_write_json
     from data.loaders import load_examples, read_golds
     from rspg.feedback import read_feedback
@@ -49,7 +49,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     _, first = feedbacks[0]
     metric = resolve_metric(args.metric, list(next(iter(first.values()))["metric"]) if first else [])
     records = build_records(examples, feedbacks, retriever_names(args.retrivers_data_addr), metric)
-    config = write_config(args.output_dataset_addr.parent, args, method="rspg.create_data", task=task)
+    config = write_config(args.output_dataset_addr.parent, args, filename=config_path(args.output_dataset_addr).name,
+                          method="rspg.create_data", task=task)
     # The reference writes this list with indent 4.
     path = atomic_write_json(args.output_dataset_addr, records, indent=4)
     print(f"{len(records)} questions x {len(feedbacks)} retrievers ({metric}): {path}")

@@ -9,8 +9,9 @@ predictions.json, scores.json (the eval report), prompts.jsonl, generations.json
 reuses finished generations), config.json, run.log, and feedback.json, the reference's per-question
 {"<id>": {"metric", "output", "input"}} file that rspg.create_data reads.
 
-Generation is batched across questions (the reference generates with one Trainer.predict for all); the
-reference's beam 4 is --num_beams 4 (default greedy, cheaper on CPU).
+Generation is batched across questions (the reference generates with one Trainer.predict for all).
+Decoding defaults as lamp_rag.evaluate_llm: the official prompt style gets the reference's 4 beams and 128
+new tokens, the chat style greedy decoding of the task's registry length.
 """
 from __future__ import annotations
 
@@ -19,10 +20,11 @@ import logging
 from pathlib import Path
 from typing import Sequence
 
-from data.cli import (add_generation_arguments, add_model_arguments, add_retrieval_arguments, add_task_argument,
-                      generation_options, parse_args, run, setup_logging, writable_dir)
+from data.cli import (GenerationOptions, ModelOptions, add_dataclass_arguments, add_generation_arguments,
+                      add_model_arguments, add_task_argument, from_args, parse_args, run, setup_logging, writable_dir)
 from data.errors import input_error
-from data.prompts import PROMPT_STYLES
+from lamp_rag.options import InputOptions, PromptOptions
+from lamp_rag.retrieval import RetrievalOptions
 
 log = logging.getLogger("lampkit.rspg")
 
@@ -30,23 +32,16 @@ log = logging.getLogger("lampkit.rspg")
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m rspg.retriever_utilization_scorer", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data_addr", required=True, type=Path,
-                        help="questions with golds: a merge_with_rank output, or LaMP questions with "
-                             "--data_outputs")
-    parser.add_argument("--data_outputs", type=Path, default=None,
-                        help="gold outputs {task, golds} when the questions file has none")
-    add_task_argument(parser)
+    data = add_dataclass_arguments(parser, InputOptions, "data")
+    data.add_argument("--data_addr", required=True, type=Path,
+                      help="questions with golds: a merge_with_rank output, or LaMP questions with --data_outputs")
+    data.add_argument("--data_outputs", type=Path, default=None,
+                      help="gold outputs {task, golds} when the questions file has none")
+    add_task_argument(data)
     parser.add_argument("--output_dir", required=True, type=writable_dir, help="run folder of this retriever")
-    parser.add_argument("--prompt_style", default="auto", choices=("auto", *PROMPT_STYLES),
-                        help="auto (default): chat turns for decoder-only chat models, the official LaMP "
-                             "string prompt otherwise (as lamp_rag.evaluate_llm)")
-    parser.add_argument("--max_length", type=int, default=256,
-                        help="official style: the prompt's token budget, also its final cut (default: %(default)s)")
-    parser.add_argument("--max_item_tokens", type=int, default=None,
-                        help="chat style: cut each profile item's input text to this many tokens (default: no cut)")
-    parser.add_argument("--limit", type=int, default=None, help="use only the first N questions")
+    add_dataclass_arguments(parser, PromptOptions, "prompt")
     add_model_arguments(parser)
-    add_retrieval_arguments(parser)
+    add_dataclass_arguments(parser, RetrievalOptions, "retrieval")
     add_generation_arguments(parser)
     return parser
 
@@ -54,42 +49,44 @@ def make_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(make_parser(), argv)
     from data.io import atomic_write_json
-    from data.loaders import load_examples
+    from data.loaders import load_examples, read_golds
     from data.tasks import get_task
-    from lamp_rag.pipeline import (build_prompts, official_prompt_cut, prompt_cut_options, resolve_prompt_style,
-                                   retrieve_items)
+    from lamp_rag.options import default_decoding
+    from lamp_rag.pipeline import build_prompts, official_prompt_cut, prompt_cut_options, resolve_prompt_style
     from rspg.feedback import FEEDBACK_FILE, question_feedback
-    from runtime.generation import generate_and_score, postprocess
+    from runtime.generation import generate_and_score
     from runtime.run_folder import PREDICTIONS_FILE, write_run_config
 
+    model, generation = from_args(ModelOptions, args), from_args(GenerationOptions, args)
+    prompt, retrieval = from_args(PromptOptions, args), from_args(RetrievalOptions, args)
     spec = get_task(args.task)
-    examples = load_examples(args.data_addr, args.data_outputs, task=spec.name, limit=args.limit)
+    examples = load_examples(args.data_addr, args.data_outputs, task=spec.name,
+                             limit=from_args(InputOptions, args).limit)
     if not examples:
         raise input_error(args.data_addr, "no questions")
     missing = [example.id for example in examples if example.target is None]
     if missing:
         raise input_error(args.data_outputs or args.data_addr, "no gold output (feedback needs golds; "
                           "give --data_outputs)", record=missing[0])
-    items = retrieve_items(spec, examples, args)
+    items = retrieval.retrieve(spec, examples, seed=generation.seed, load_encoder=model.load_encoder)
 
     setup_logging(args.output_dir)
-    from lm import load_model
+    handle = model.load(needs_hf=(generation.num_beams or 1) > 1 or prompt.prompt_style == "official")
+    style = resolve_prompt_style(prompt.prompt_style, handle)
+    decoding = generation.generate_kwargs(*default_decoding(style, spec))
+    arm = f"{retrieval.retriever} top-{retrieval.num_retrieved}" if retrieval.use_profile else "no profile"
+    log.info("%s: %d questions, %s, prompt style %s, %d beams", spec.name, len(examples), arm, style,
+             decoding["num_beams"])
+    write_run_config(args.output_dir, args, "rspg.retriever_utilization_scorer", prompt_style=style, arm=arm,
+                     decoding=decoding)
+    prompts = build_prompts(spec, examples, items, style, handle.tokenizer, prompt.max_length,
+                            max_item_tokens=prompt.max_item_tokens)
+    decoding.update(prompt_cut_options(official_prompt_cut(style, prompt.max_length)))
+    scores = generate_and_score(spec, handle, examples, prompts, args.output_dir, decoding)
 
-    handle = load_model(args.model_name, device=args.device, dtype=args.dtype, backend=args.backend)
-    style = resolve_prompt_style(args.prompt_style, handle)
-    arm = f"{args.retriever} top-{args.num_retrieved}" if args.use_profile else "no profile"
-    log.info("%s: %d questions, %s, prompt style %s", spec.name, len(examples), arm, style)
-    write_run_config(args.output_dir, args, "rspg.retriever_utilization_scorer", prompt_style=style, arm=arm)
-    prompts = build_prompts(spec, examples, items, style, handle.tokenizer, args.max_length,
-                            max_item_tokens=args.max_item_tokens)
-    options = {**generation_options(args, spec.max_new_tokens),
-               **prompt_cut_options(official_prompt_cut(style, args.max_length))}
-    scores = generate_and_score(spec, handle, examples, prompts, args.output_dir, options)
-
-    from data.loaders import read_golds
-
+    # predictions.json holds the outputs as the runtime post-processed and scored them.
     _, predictions = read_golds(args.output_dir / PREDICTIONS_FILE, spec.name)
-    outputs = [postprocess(spec, predictions[example.id]) for example in examples]
+    outputs = [predictions[example.id] for example in examples]
     path = atomic_write_json(args.output_dir / FEEDBACK_FILE,
                              question_feedback(spec.name, examples, prompts, outputs))
     for name, value in scores.items():

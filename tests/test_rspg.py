@@ -70,7 +70,7 @@ def test_create_data_labels_outputs_inputs_for_three_retrievers(three_retrievers
     assert q1["gold"] == "dogs run fast" and q2["input"] == QUESTIONS[0]["input"]
     assert q1["retrievers"] == ["none", "bm25", "recency"] and q1["metric"] == "rouge-L"
     assert "profile" not in q1
-    assert (three_retrievers / "out" / "config.json").is_file()
+    assert (three_retrievers / "out" / "data.json.config.json").is_file()
     assert make_data(three_retrievers, metric="rouge-1") == 0
     assert json.loads((three_retrievers / "out" / "data.json").read_text())[1]["labels"] == [0.3, 0.6, 1.0]
 
@@ -237,3 +237,28 @@ def test_rspg_writes_final_preds_in_gold_format_and_the_table(tiny_encoder, tmp_
     wrong[wrong.index("Post")] = "Pre"
     assert run(rspg.main, wrong) == 2
     assert "a Post selector" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- retriever_utilization_scorer
+
+def test_scorer_writes_per_question_feedback_beside_the_run_folder(tiny_causal_lm, tmp_path):
+    from eval.metrics import per_example_scores
+    from rspg import retriever_utilization_scorer
+
+    sample = Path(__file__).resolve().parent.parent / "data" / "sample" / "LaMP_4"
+    out = tmp_path / "bm25_2"
+    argv = ["--task", "LaMP_4", "--model_name", tiny_causal_lm, "--data_addr", sample / "dev_questions.json",
+            "--data_outputs", sample / "dev_outputs.json", "--limit", 3, "--max_new_tokens", 5, "--use_profile",
+            "--retriever", "bm25", "--num_retrieved", 2, "--output_dir", out]
+    assert run(retriever_utilization_scorer.main, [str(a) for a in argv]) == 0
+    feedback = json.loads((out / "feedback.json").read_text())
+    predictions = {g["id"]: g["output"] for g in json.loads((out / "predictions.json").read_text())["golds"]}
+    golds = {g["id"]: g["output"] for g in json.loads((sample / "dev_outputs.json").read_text())["golds"]}
+    assert list(feedback) == list(predictions) and len(feedback) == 3
+    ids = list(feedback)
+    expected = per_example_scores("LaMP_4", [predictions[i] for i in ids], [golds[i] for i in ids])
+    for row, qid in enumerate(ids):
+        assert feedback[qid]["output"] == predictions[qid]
+        assert feedback[qid]["metric"] == {name: values[row] for name, values in expected.items()}
+        assert feedback[qid]["input"].count("user: ") == 3     # two retrieved items + the question, as chat turns
+    assert json.loads((out / "scores.json").read_text())["num_examples"] == 3
