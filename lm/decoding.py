@@ -18,8 +18,9 @@ decoder steps need encoder outputs and cross-attention caches that this loop doe
 combine(logits_a, logits_b, state) -> scores: float32 [rows, vocab] each; ``state`` is a StepState.
 After combine come, in Hugging Face generate's order, the repetition penalty, then (when sampling)
 temperature, top-k and top-p (transformers' own processors), then argmax or a draw from
-softmax(scores). Rows stop at their own EOS; a finished row is fed padding until every row of the
-batch is done or max_new_tokens is reached.
+softmax(scores). Rows stop at their own EOS: a finished row leaves the batch and its KV cache rows are
+dropped, so it costs nothing while the others go on (Hugging Face generate keeps computing finished rows);
+its output is padded. A batch ends when every row is done or after max_new_tokens.
 """
 from __future__ import annotations
 
@@ -48,10 +49,9 @@ class View:
 
 @dataclass
 class StepState:
-    """What a combine function may look at besides the two views' logits."""
+    """What a combine function may look at besides the two views' logits (rows still decoding only)."""
     step: int                 # 0 while choosing the first new token
     sequences: Any            # LongTensor [rows, width]: left-padded prompts, then the tokens chosen so far
-    finished: Any             # BoolTensor [rows]: rows past their EOS (their scores are ignored)
     prompt_indices: list[int]  # original index of each row's prompt (batches are sorted by length)
 
 
@@ -140,6 +140,13 @@ class _ModelPass:
     def reset(self) -> None:
         self.cache = None
 
+    def keep_rows(self, kept, rows: int) -> None:
+        """Drop finished rows from the KV cache: kept are row indices among rows, in every adapter's copy."""
+        import torch
+
+        if self.cache is not None:
+            self.cache.batch_select_indices(torch.cat([kept + copy * rows for copy in range(len(self.adapters))]))
+
     def next_logits(self, sequences, attention_mask) -> list:
         """float32 logits [rows, vocab] for the next token, one tensor per adapter."""
         copies = len(self.adapters)
@@ -168,30 +175,36 @@ class _DecodingLoop:
         self.generator = None
 
     def run(self, input_ids, attention_mask, prompt_indices: list[int], max_new_tokens: int):
-        """New tokens [rows, steps]; a finished row holds its EOS, then padding."""
+        """New tokens [rows, max_new_tokens]; a finished row holds its EOS, then padding."""
         import torch
 
         for model_pass in self.passes:
             model_pass.reset()
         stop_ids = torch.tensor(self.stop_ids, device=self.device)
-        sequences, prompt_width = input_ids, input_ids.shape[1]
-        finished = torch.zeros(len(sequences), dtype=torch.bool, device=self.device)
+        new_tokens = torch.full((len(input_ids), max_new_tokens), self.pad_id, device=self.device)
+        live = torch.arange(len(input_ids), device=self.device)   # batch rows still decoding
+        sequences = input_ids
         for step in range(max_new_tokens):
             logits = [part.to(self.device) for model_pass in self.passes
                       for part in model_pass.next_logits(sequences, attention_mask)]
-            state = StepState(step, sequences, finished, list(prompt_indices))
+            state = StepState(step, sequences, [prompt_indices[row] for row in live.tolist()])
             scores = self.processors(sequences, self.combine(logits[0], logits[1], state))
             if self.do_sample:
                 chosen = torch.multinomial(torch.softmax(scores, dim=-1), 1, generator=self.generator).squeeze(1)
             else:
                 chosen = scores.argmax(dim=-1)
-            chosen = chosen.masked_fill(finished, self.pad_id)
+            new_tokens[live, step] = chosen
+            going_on = ~torch.isin(chosen, stop_ids)
+            if not bool(going_on.any()):
+                break
             sequences = torch.cat([sequences, chosen[:, None]], dim=1)
             attention_mask = torch.cat([attention_mask, attention_mask.new_ones((len(sequences), 1))], dim=1)
-            finished = finished | torch.isin(chosen, stop_ids)
-            if bool(finished.all()):
-                break
-        return sequences[:, prompt_width:]
+            if not bool(going_on.all()):
+                kept = going_on.nonzero().squeeze(1)
+                live, sequences, attention_mask = live[kept], sequences[kept], attention_mask[kept]
+                for model_pass in self.passes:
+                    model_pass.keep_rows(kept, len(going_on))
+        return new_tokens
 
 
 def _plan_passes(view_a: View, view_b: View, use_cache: bool) -> list[_ModelPass]:

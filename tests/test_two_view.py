@@ -4,6 +4,7 @@ The adapters are initialised with non-zero B matrices (init_lora_weights=False),
 the base view give different logits and a swapped or ignored view shows up in the tokens.
 """
 import math
+from contextlib import contextmanager
 
 import pytest
 import torch
@@ -130,13 +131,28 @@ def test_text_output_equals_handle_generate(lora_handle):
     assert texts == lora_handle.generate(PROMPTS, max_new_tokens=NEW_TOKENS, batch_size=3, progress=False)
 
 
+class EndsSomeRowsEarly:
+    """Contrastive combine that ends prompt 0 at step 3 and prompt 2 at step 5 (rows leave the batch mid-way)."""
+
+    def __init__(self, eos):
+        self.eos, self.combine = eos, ContrastiveCombine(alpha=0.5)
+
+    def __call__(self, logits_a, logits_b, state):
+        scores = self.combine(logits_a, logits_b, state)
+        for prompt, step in ((0, 3), (2, 5)):
+            if state.step == step:
+                scores[state.prompt_indices.index(prompt), self.eos] = 1e9
+        return scores
+
+
 @pytest.mark.parametrize("separate_models", [False, True])
 def test_cached_loop_equals_recomputing_loop(lora_handle, base_handle, separate_models):
     amateur = View(base_handle) if separate_models else View(lora_handle, BASE)
-    combine = ContrastiveCombine(alpha=0.5)
-    cached = decode_ids(View(lora_handle, "u1"), amateur, combine)
-    assert cached == decode_ids(View(lora_handle, "u1"), amateur, combine, use_cache=False)
-    assert cached != decode_ids(View(lora_handle, "u1"), amateur, first_view)   # the combine matters
+    combine = EndsSomeRowsEarly(lora_handle.tokenizer.eos_token_id)
+    cached = decode_ids(View(lora_handle, "u1"), amateur, combine, batch_size=5)
+    assert cached == decode_ids(View(lora_handle, "u1"), amateur, combine, batch_size=5, use_cache=False)
+    assert [len(ids) for ids in cached] == [4, NEW_TOKENS, 6, NEW_TOKENS, NEW_TOKENS]
+    assert cached != decode_ids(View(lora_handle, "u1"), amateur, first_view, batch_size=5)   # the combine matters
 
 
 class RecordingCombine:
@@ -150,24 +166,30 @@ class RecordingCombine:
         return self.combine(logits_a, logits_b, state)
 
 
-def count_forwards(model):
-    """A list that collects the batch size of every forward call of the (unwrapped) transformer."""
-    calls = []
-    model.register_forward_hook(lambda module, args, kwargs, output: calls.append(kwargs["input_ids"].shape[0]),
-                                with_kwargs=True)
-    return calls
+@contextmanager
+def rows_per_forward(*models):
+    """One list per model collecting the batch size of each forward call of the (unwrapped) transformer."""
+    calls = [[] for _ in models]
+    hooks = [model.register_forward_hook(lambda module, args, kwargs, output, seen=seen:
+                                         seen.append(kwargs["input_ids"].shape[0]), with_kwargs=True)
+             for model, seen in zip(models, calls)]
+    try:
+        yield calls
+    finally:
+        for hook in hooks:
+            hook.remove()
 
 
 def test_doubled_batch_equals_two_separate_models(lora_handle, base_handle):
     shared_model = lora_handle.model.get_base_model()
     doubled, separate = RecordingCombine(), RecordingCombine()
-    doubled_calls, base_calls = count_forwards(shared_model), count_forwards(base_handle.model)
-    doubled_ids = decode_ids(View(lora_handle, "u1"), View(lora_handle, BASE), doubled, batch_size=5)
+    with rows_per_forward(shared_model, base_handle.model) as (shared_calls, base_calls):
+        doubled_ids = decode_ids(View(lora_handle, "u1"), View(lora_handle, BASE), doubled, batch_size=5)
     # ONE forward per step over the batch doubled: 5 adapter rows + 5 base rows.
-    assert doubled_calls == [10] * len(doubled.steps) and base_calls == []
-    doubled_calls.clear()
-    separate_ids = decode_ids(View(lora_handle, "u1"), View(base_handle), separate, batch_size=5)
-    assert doubled_calls == [5] * len(separate.steps) and base_calls == [5] * len(separate.steps)
+    assert shared_calls == [10] * len(doubled.steps) and base_calls == []
+    with rows_per_forward(shared_model, base_handle.model) as (adapter_calls, base_calls):
+        separate_ids = decode_ids(View(lora_handle, "u1"), View(base_handle), separate, batch_size=5)
+    assert adapter_calls == base_calls == [5] * len(separate.steps)
     assert doubled_ids == separate_ids
     assert len(doubled.steps) == len(separate.steps) == NEW_TOKENS
     for (adapter_a, base_a), (adapter_b, base_b) in zip(doubled.steps, separate.steps):
@@ -195,29 +217,34 @@ def test_sampling_warpers_are_applied(lora_handle, narrow):
     assert sampled == decode_ids(*views, combine)
 
 
-def test_rows_stop_at_their_own_eos(lora_handle):
-    eos, pad = lora_handle.tokenizer.eos_token_id, lora_handle.tokenizer.pad_token_id
-    states: list[StepState] = []
+@pytest.mark.parametrize("separate_models", [False, True])
+def test_rows_stop_at_their_own_eos(lora_handle, base_handle, separate_models):
+    eos = lora_handle.tokenizer.eos_token_id
+    seen_prompts = []
 
     def eos_for_prompt_1_at_step_2(logits_a, logits_b, state):
-        states.append(state)
+        seen_prompts.append(state.prompt_indices)
+        assert len(state.sequences) == len(state.prompt_indices) == len(logits_a)
         scores = logits_a.clone()
-        row = state.prompt_indices.index(1)
         if state.step == 2:
+            row = state.prompt_indices.index(1)
             scores[row] = float("-inf")
             scores[row, eos] = 0.0
         return scores
 
-    stopped = decode_ids(View(lora_handle, "u1"), View(lora_handle, BASE), eos_for_prompt_1_at_step_2,
-                         batch_size=5)
+    amateur = View(base_handle) if separate_models else View(lora_handle, BASE)
+    with rows_per_forward(lora_handle.model.get_base_model(), base_handle.model) as (rows, amateur_rows):
+        stopped = decode_ids(View(lora_handle, "u1"), amateur, eos_for_prompt_1_at_step_2, batch_size=5)
     greedy = plain_greedy(lora_handle)
     assert stopped[1] == greedy[1][:2] + [eos]
     assert all(len(greedy[i]) == NEW_TOKENS and stopped[i] == greedy[i] for i in (0, 2, 3, 4))
-    # The finished row is marked and fed padding while the other rows go on.
-    last = states[-1]
-    row = last.prompt_indices.index(1)
-    assert last.finished.tolist() == [i == row for i in range(5)]
-    assert last.sequences[row, -(NEW_TOKENS - 4):].tolist() == [pad] * (NEW_TOKENS - 4)
+    # The finished row leaves the batch and the KV cache(s) while the others go on; the cache=recompute test
+    # below shows the pruned caches still line up with their rows.
+    assert [sorted(prompts) for prompts in seen_prompts] == [[0, 1, 2, 3, 4]] * 3 + [[0, 2, 3, 4]] * (NEW_TOKENS - 3)
+    if separate_models:
+        assert rows == amateur_rows == [5] * 3 + [4] * (NEW_TOKENS - 3)
+    else:
+        assert rows == [10] * 3 + [8] * (NEW_TOKENS - 3) and amateur_rows == []
 
 
 def test_decoding_ends_when_every_row_is_done(lora_handle):
