@@ -96,6 +96,8 @@ def measure_in_subprocess(argv: list[str], mode: str) -> dict:
     # and RSS then follows the live weights, KV caches and activations (repeat runs agree within ~2 MB).
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(256 * 1024)}
     done = subprocess.run(command, capture_output=True, text=True, env=env)
+    if done.returncode == 2:   # bad input (e.g. the model), already one line from data.cli.run
+        raise InputError(done.stderr.strip().splitlines()[-1].removeprefix("error: "))
     if done.returncode != 0:
         raise RuntimeError(f"{mode} run failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])

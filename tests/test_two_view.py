@@ -3,8 +3,12 @@
 The adapters are initialised with non-zero B matrices (init_lora_weights=False), so an adapter view and
 the base view give different logits and a swapped or ignored view shows up in the tokens.
 """
+import json
 import math
+import subprocess
+import sys
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 import torch
@@ -23,6 +27,7 @@ PROMPTS = [
     "Markets fell sharply after the announcement on Monday.",
 ]
 NEW_TOKENS = 12
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def first_view(logits_a, logits_b, state):
@@ -294,3 +299,39 @@ def test_bad_views_are_refused(lora_handle, base_handle, tiny_causal_lm):
     other_vocabulary.tokenizer = build_tokenizer("causal", vocab_size=300)
     with pytest.raises(InputError, match="tokenizers differ"):
         decode_ids(View(lora_handle, "u1"), View(other_vocabulary), first_view)
+
+
+@pytest.mark.realmodel
+def test_default_model_first_view_equals_generate():
+    """The packaged SmolLM2 (grouped-query attention, tied embeddings) with a random LoRA adapter."""
+    handle = with_lora_adapters(load_model("default", device="cpu"), ["q_proj", "v_proj"])
+    prompts = ["Write a headline about a new bridge.", "Name a colour."]
+    expected = generate_ids(handle, prompts, max_new_tokens=8, progress=False)
+    assert two_view_generate_ids(View(handle, "u1"), View(handle, BASE), prompts, first_view, max_new_tokens=8,
+                                 progress=False) == expected
+
+
+def run_bench(*args):
+    return subprocess.run([sys.executable, "scripts/bench_two_view.py", *map(str, args)], cwd=REPO_ROOT,
+                          capture_output=True, text=True)
+
+
+def test_bench_script_small_run(tiny_causal_lm):
+    done = run_bench("--model_name", tiny_causal_lm, "--max_new_tokens", 3, "--threads", 1)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    figures = json.loads(lines[-1])
+    assert figures["prompts"] == 16 and figures["threads"] == 1
+    assert figures["time_ratio"] > 0 and figures["memory_ratio"] > 0
+    # Plain generate: the prompt pass and 2 more steps over all 16 rows; two-view: over 32 rows at most.
+    assert figures["plain_row_forwards"] == 3 * 16 and 0 < figures["two_view_row_forwards"] <= 3 * 32
+    assert any(line.startswith("two_view:") for line in lines)
+
+
+def test_bench_script_bad_input_is_one_line(tmp_path):
+    done = run_bench("--repeats", 0)
+    assert done.returncode == 2 and done.stderr.strip().splitlines() == [
+        "error: --repeats, --max_new_tokens, --batch_size and --lora_rank must be at least 1"]
+    done = run_bench("--model_name", tmp_path / "missing")
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert done.returncode == 2 and len(errors) == 1 and "missing" in errors[0] and "Traceback" not in done.stderr
