@@ -8,7 +8,7 @@ Output folder::
     config.json  run.log  golds.json
     generations/beta_<b>_seed_<s>.json     finished raw generations, reused when the run key matches
     predictions/{baseline,beta_<b>}_seed_<s>.json     LaMP gold format {"task", "golds"}
-    results.json  results.md  metric_vs_beta.png (several --beta values)
+    results.json  results.md  metric_vs_beta.png (several --beta values)  samples.txt (--save_samples)
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import re
+import tempfile
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
@@ -36,6 +37,8 @@ log = logging.getLogger("lampkit.logit_adjust")
 SAMPLE_DIR = Path(data.__file__).resolve().parent / "sample"
 PROFILE_SHARE = "profile_word_share"
 RESULTS_FILE, TABLE_FILE, PLOT_FILE, GOLDS_FILE = "results.json", "results.md", "metric_vs_beta.png", "golds.json"
+SAMPLES_FILE = "samples.txt"
+DEFAULT_RUNS_DIR = Path("runs") / "logit_adjust"
 # Generation options that change speed, not the text: a resumed run may change them freely.
 _THROUGHPUT_OPTIONS = ("batch_size", "progress")
 _WORD = re.compile(r"[^\W\d_]+")     # a run of letters
@@ -77,6 +80,37 @@ def require_golds(path: Path, examples: Sequence[Example]) -> list[str]:
                                 f"{missing[0]!r}; pass --outputs_path for LaMP question files",
                           record=missing[0], field="output")
     return [example.target for example in examples]
+
+
+# ----------------------------------------------------------------------------- output folders
+
+def experiment_name(args) -> str:
+    """--experiment_name, else ``<task>_<model>`` (a model path contributes its folder or file name)."""
+    if args.experiment_name:
+        return args.experiment_name
+    model = Path(str(args.model_name))
+    model_part = model.stem if model.exists() else str(args.model_name)
+    return f"{args.task}_{re.sub(r'[^A-Za-z0-9_.-]', '_', model_part)}"
+
+
+def output_folder(args) -> Path:
+    return Path(args.output_dir) if args.output_dir else DEFAULT_RUNS_DIR / experiment_name(args)
+
+
+def require_writable(folder: Path, flag: str) -> None:
+    """One-line InputError unless files can be created in ``folder`` (made later if missing), checked
+    before the slow work. A file is really created and removed: os.access says yes to root everywhere."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        where = "is a file" if existing == folder else f"lies under the file {existing}"
+        raise InputError(f"{flag} {folder}: {where}, not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as err:
+        raise InputError(f"{flag} {folder}: cannot write in {existing} ({err.strerror})") from None
 
 
 # ----------------------------------------------------------------------------- steering measure
@@ -201,7 +235,8 @@ def results_table(results: Mapping) -> str:
         differences.append(f"| {beta} | " + " | ".join(
             f"{c['difference']:+.4f} [{c['low']:+.4f}, {c['high']:+.4f}]" for c in cells) + " |")
     setup = results["setup"]
-    title = (f"## logit_adjust: {setup['task']}, model {setup['model']}, token map {setup['token_map']}, "
+    title = (f"## logit_adjust {setup['experiment']}: {setup['task']}, model {setup['model']}, "
+             f"token map {setup['token_map']}, "
              f"{setup['num_users']} users, {setup['num_examples']} questions, seeds {setup['seeds']}\n\n"
              f"Data: `{setup['data_path']}`. Decoding: {setup['decoding']}.\n\n")
     text = title + header + "\n".join(scores) + "\n"
@@ -245,6 +280,20 @@ def plot_betas(results: Mapping, path: Path) -> Path:
     return path
 
 
+def samples_text(examples: Sequence[Example], outputs: Mapping[float, Sequence[str]]) -> str:
+    """The first questions with their gold and each beta's output (first seed), like the seed's samples file."""
+    from logit_adjust.main import SAMPLE_COUNT
+
+    blocks = []
+    for index, example in enumerate(examples[:SAMPLE_COUNT]):
+        lines = [f"== {index + 1}. question {example.id} (user {user_id_of(example)})",
+                 f"input: {example.input}", f"gold: {example.target}"]
+        lines += [f"{'baseline' if beta == 0 else f'beta {beta_label(beta)}'}: {texts[index]}"
+                  for beta, texts in sorted(outputs.items())]
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks) + "\n"
+
+
 def write_report(results: Mapping, output_dir: Path, plot: bool) -> list[Path]:
     written = [atomic_write_json(output_dir / RESULTS_FILE, results),
                atomic_write_text(output_dir / TABLE_FILE, results_table(results))]
@@ -262,6 +311,7 @@ def run_experiment(args) -> dict:
     from data.tasks import get_task
     from lamp_rag.pipeline import postprocess
     from lm import load_model
+    from logit_adjust.cache import default_cache_root
     from logit_adjust.processor import UserBiasFactory
     from logit_adjust.token_maps import special_token_ids
 
@@ -272,9 +322,12 @@ def run_experiment(args) -> dict:
     betas = sorted({float(beta) for beta in args.beta} - {0.0})
     seeds = run_seeds(args)
 
-    output_dir = Path(args.output_dir)
-    setup_logging(output_dir)
-    write_config(output_dir, args, data_path=str(data_path))
+    output_dir = output_folder(args)
+    require_writable(output_dir, "--output_dir")
+    if betas and args.token_map == "sbert_vocab":     # token embeddings and user vectors are cached there
+        require_writable(Path(args.cache_dir or default_cache_root()), "--cache_dir")
+    setup_logging(output_dir, level=getattr(logging, args.log_level))
+    write_config(output_dir, args, data_path=str(data_path), experiment_name=experiment_name(args))
     # Personalized runs need HF's logits processors; the baseline must come from the same engine.
     handle = load_model(args.model_name, device=args.device, dtype=args.dtype, backend=args.backend,
                         needs_hf=bool(betas))
@@ -294,8 +347,11 @@ def run_experiment(args) -> dict:
     ids = [example.id for example in selected]
     prompts = [example.input for example in selected]
     stable = {k: v for k, v in options.items() if k not in _THROUGHPUT_OPTIONS}
-    base_key = {"model": handle.weights_id, "task": spec.name, "options": stable, "prompts": digest([*ids, *prompts])}
+    # The backend is part of the key: vLLM and HF kernels need not produce the same text for the same weights.
+    base_key = {"model": handle.weights_id, "backend": handle.backend, "task": spec.name, "options": stable,
+                "prompts": digest([*ids, *prompts])}
     stats: dict[float, dict[int, dict[str, np.ndarray]]] = {}
+    outputs: dict[float, list[str]] = {}
     for beta, seed in tqdm([(b, s) for b in [0.0, *betas] for s in seeds], desc="runs (beta, seed)", unit="run"):
         # beta 0 runs without any processor: it IS the baseline, shared by every beta.
         factory = UserBiasFactory(biases, rows, beta, zero_ids) if beta else None
@@ -306,9 +362,12 @@ def run_experiment(args) -> dict:
         predictions = [postprocess(spec, text) for text in raw]
         write_predictions(prediction_path(output_dir, beta, seed), spec.name, dict(zip(ids, predictions)))
         stats.setdefault(beta, {})[seed] = score_predictions(spec, predictions, references, profiles)
+        outputs.setdefault(beta, predictions)
 
     results = summarize(spec, args, handle.name, shown_path(data_path), stats, users, options)
     written = write_report(results, output_dir, plot=len(args.beta) > 1)
+    if args.save_samples:
+        written.append(atomic_write_text(output_dir / SAMPLES_FILE, samples_text(selected, outputs)))
     print(results_table(results))
     print("outputs:")
     for path in [output_dir / "config.json", output_dir / GOLDS_FILE, output_dir / "predictions",
@@ -392,7 +451,8 @@ def summarize(spec: TaskSpec, args, model_location: str, data_path: str,
     decoding = ("sampling" if options["do_sample"] else "beam" if options["num_beams"] > 1 else "greedy") + \
         f", max_new_tokens {options['max_new_tokens']}, chat template {'on' if options['chat'] else 'off'}"
     return {
-        "setup": {"task": spec.name, "model": args.model_name, "model_location": model_location,
+        "setup": {"experiment": experiment_name(args), "task": spec.name, "model": args.model_name,
+                  "model_location": model_location,
                   "data_path": data_path, "token_map": args.token_map,
                   "num_users": len(set(users)), "num_examples": len(users), "seeds": sorted(baseline),
                   "decoding": decoding, "metrics": [*spec.metrics, PROFILE_SHARE]},
