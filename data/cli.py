@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import logging
+import os
 import subprocess
 import sys
 from importlib import metadata
@@ -16,7 +17,7 @@ from functools import partial
 from typing import Callable, Iterator, NoReturn, Sequence
 
 from data.errors import InputError
-from data.io import atomic_write_json
+from data.io import atomic_write_json, check_writable
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 log = logging.getLogger("lampkit")
@@ -24,8 +25,17 @@ log = logging.getLogger("lampkit")
 
 def run(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> int:
     """Run a script's main; bad input becomes one line on stderr and exit code 2, never a traceback."""
+    code = None
     try:
-        return main(argv) or 0
+        code = main(argv) or 0
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        # The reader of stdout went away (`| head`): stop quietly, as command-line tools do, and point stdout
+        # at nothing so Python's flush at exit has nowhere to fail. A finished run keeps its exit code; one
+        # cut short exits as a process killed by the closed pipe would (128 + SIGPIPE).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141 if code is None else code
     except InputError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -100,6 +110,18 @@ def write_config(output_dir: str | Path, args: argparse.Namespace | dict, **extr
         **extra,
     }
     return atomic_write_json(Path(output_dir) / "config.json", payload)
+
+
+def writable_file(value: str) -> Path:
+    """argparse type of an output file path: fails at parse time when it cannot be written."""
+    return _checked_output(value, "file")
+
+
+def _checked_output(value: str, kind: str) -> Path:
+    try:
+        return check_writable(Path(value), kind)
+    except InputError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 # ----------------------------------------------------------------------------- shared flags
