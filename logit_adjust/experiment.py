@@ -2,34 +2,31 @@
 eval/, personalized - baseline compared by a paired bootstrap over users.
 
 ``run_experiment(args)`` is what ``python -m logit_adjust.main`` runs; the pieces (data, steering share,
-resumable generation, summaries, table, plot) are separate functions so tests and notebooks can use them.
-Output folder::
+summaries, table, plot) are separate functions so tests and notebooks can use them. Generation, its resume
+and the run folders are runtime's (``runtime.generation``, ``runtime.run_folder``). Output folder::
 
     config.json  run.log  golds.json
-    generations/beta_<b>_seed_<s>.json     finished raw generations, reused when the run key matches
-    predictions/{baseline,beta_<b>}_seed_<s>.json     LaMP gold format {"task", "golds"}
+    {baseline,beta_<b>}_seed_<s>/     one run folder per setting: config.json run.log prompts.jsonl
+                                      generations.jsonl predictions.json scores.json (+ profile_word_share)
     results.json  results.md  metric_vs_beta.png (several --beta values)  samples.txt (--save_samples)
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import re
-import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
 
 import data
 from data.errors import InputError, input_error
-from data.io import atomic_write_json, atomic_write_text, read_json
+from data.io import atomic_write_json, atomic_write_text, check_writable
 from data.records import Example
 from data.tasks import TaskSpec, list_tasks
 from eval.metrics import METRICS, aggregate, example_stats, register_metric
-from logit_adjust.cache import digest
 from logit_adjust.user_vectors import UserProfile, user_id_of, user_profile
 
 log = logging.getLogger("lampkit.logit_adjust")
@@ -38,9 +35,8 @@ SAMPLE_DIR = Path(data.__file__).resolve().parent / "sample"
 PROFILE_SHARE = "profile_word_share"
 RESULTS_FILE, TABLE_FILE, PLOT_FILE, GOLDS_FILE = "results.json", "results.md", "metric_vs_beta.png", "golds.json"
 SAMPLES_FILE = "samples.txt"
+METHOD = "logit_adjust"
 DEFAULT_RUNS_DIR = Path("runs") / "logit_adjust"
-# Generation options that change speed, not the text: a resumed run may change them freely.
-_THROUGHPUT_OPTIONS = ("batch_size", "progress")
 _WORD = re.compile(r"[^\W\d_]+")     # a run of letters
 
 
@@ -97,22 +93,6 @@ def output_folder(args) -> Path:
     return Path(args.output_dir) if args.output_dir else DEFAULT_RUNS_DIR / experiment_name(args)
 
 
-def require_writable(folder: Path, flag: str) -> None:
-    """One-line InputError unless files can be created in ``folder`` (made later if missing), checked
-    before the slow work. A file is really created and removed: os.access says yes to root everywhere."""
-    existing = folder
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        where = "is a file" if existing == folder else f"lies under the file {existing}"
-        raise InputError(f"{flag} {folder}: {where}, not a folder")
-    try:
-        with tempfile.TemporaryFile(dir=existing):
-            pass
-    except OSError as err:
-        raise InputError(f"{flag} {folder}: cannot write in {existing} ({err.strerror})") from None
-
-
 # ----------------------------------------------------------------------------- steering measure
 
 def profile_words(text: str) -> list[str]:
@@ -137,41 +117,33 @@ if PROFILE_SHARE not in METRICS:   # registered so eval's paired bootstrap can a
     register_metric(PROFILE_SHARE, higher_is_better=True, task_kinds=("generation",))(profile_word_share)
 
 
-# ----------------------------------------------------------------------------- resumable generation
-
-def run_key(parts: Mapping) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
-
-
-def tensor_digest(tensor) -> str:
-    return hashlib.sha256(tensor.contiguous().numpy().tobytes()).hexdigest()[:16]
-
-
-def cached_generations(path: Path, key: str, ids: Sequence[str], generate: Callable[[], list[str]]) -> list[str]:
-    """The raw generations of one (beta, seed) run: read back when ``path`` holds the same key, else
-    generated and written atomically (an interrupted run loses at most the run in progress)."""
-    if path.is_file():
-        saved = read_json(path)
-        if saved.get("key") == key and saved.get("ids") == list(ids):
-            log.info("reusing %s", path)
-            return saved["outputs"]
-        log.info("%s was made with other settings: generating again", path)
-    outputs = generate()
-    atomic_write_json(path, {"key": key, "ids": list(ids), "outputs": outputs})
-    return outputs
-
+# ----------------------------------------------------------------------------- run folders
 
 def beta_label(beta: float) -> str:
     return format(beta, "g")
 
 
-def generation_path(output_dir: Path, beta: float, seed: int) -> Path:
-    return output_dir / "generations" / f"beta_{beta_label(beta)}_seed_{seed}.json"
+def run_name(beta: float, seed: int) -> str:
+    """The run folder of one setting; beta 0 is the baseline."""
+    return f"{'baseline' if beta == 0 else f'beta_{beta_label(beta)}'}_seed_{seed}"
 
 
-def prediction_path(output_dir: Path, beta: float, seed: int) -> Path:
-    name = "baseline" if beta == 0 else f"beta_{beta_label(beta)}"
-    return output_dir / "predictions" / f"{name}_seed_{seed}.json"
+@contextmanager
+def run_log(folder: Path) -> Iterator[None]:
+    """While a setting runs, its messages also go to <run folder>/run.log (the experiment's run.log has all)."""
+    from runtime.run_folder import LOG_FILE
+
+    folder.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(folder / LOG_FILE, encoding="utf-8")
+    root = logging.getLogger()
+    handler.setFormatter(root.handlers[0].formatter if root.handlers else None)
+    handler.setLevel(root.level)
+    root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        handler.close()
 
 
 # ----------------------------------------------------------------------------- scoring and summaries
@@ -307,10 +279,12 @@ def write_report(results: Mapping, output_dir: Path, plot: bool) -> list[Path]:
 def run_experiment(args) -> dict:
     """Everything ``python -m logit_adjust.main`` does after parsing (see its --help)."""
     from data.cli import generation_options, setup_logging, write_config
+    from data.fingerprint import fingerprint
     from data.loaders import write_lamp_outputs, write_predictions
     from data.tasks import get_task
-    from runtime.generation import postprocess
     from lm import load_model
+    from runtime.generation import generate_outputs, postprocess
+    from runtime.run_folder import PREDICTIONS_FILE, write_run_config, write_scores
     from logit_adjust.cache import default_cache_root
     from logit_adjust.processor import UserBiasFactory
     from logit_adjust.token_maps import special_token_ids
@@ -323,11 +297,12 @@ def run_experiment(args) -> dict:
     seeds = run_seeds(args)
 
     output_dir = output_folder(args)
-    require_writable(output_dir, "--output_dir")
+    # Before any model is loaded or anything embedded.
+    check_writable(output_dir, "folder")
     if betas and args.token_map == "sbert_vocab":     # token embeddings and user vectors are cached there
-        require_writable(Path(args.cache_dir or default_cache_root()), "--cache_dir")
+        check_writable(args.cache_dir or default_cache_root(), "folder")
     setup_logging(output_dir, level=getattr(logging, args.log_level))
-    write_config(output_dir, args, data_path=str(data_path), experiment_name=experiment_name(args))
+    write_config(output_dir, args, method=METHOD, data_path=str(data_path), experiment_name=experiment_name(args))
     # Personalized runs need HF's logits processors; the baseline must come from the same engine.
     handle = load_model(args.model_name, device=args.device, dtype=args.dtype, backend=args.backend,
                         needs_hf=bool(betas))
@@ -339,29 +314,32 @@ def run_experiment(args) -> dict:
              len(selected), [0.0, *betas], seeds, args.token_map)
     if betas:
         biases, rows = user_bias_table(args, handle, spec, examples, profiles)
-        bias_key = {"token_map": args.token_map, "biases": tensor_digest(biases), "rows": rows}
+        bias_key = {"token_map": args.token_map, "biases": fingerprint(biases.contiguous().numpy().tobytes()),
+                    "rows": rows}
         biases = biases.to(handle.device)
         zero_ids = special_token_ids(handle.tokenizer, handle.model)
     write_lamp_outputs(output_dir / GOLDS_FILE, spec.name, selected)
 
     ids = [example.id for example in selected]
     prompts = [example.input for example in selected]
-    stable = {k: v for k, v in options.items() if k not in _THROUGHPUT_OPTIONS}
-    # The backend is part of the key: vLLM and HF kernels need not produce the same text for the same weights.
-    base_key = {"model": handle.weights_id, "backend": handle.backend, "task": spec.name, "options": stable,
-                "prompts": digest([*ids, *prompts])}
+    golds = dict(zip(ids, references))
     stats: dict[float, dict[int, dict[str, np.ndarray]]] = {}
     outputs: dict[float, list[str]] = {}
     for beta, seed in tqdm([(b, s) for b in [0.0, *betas] for s in seeds], desc="runs (beta, seed)", unit="run"):
-        # beta 0 runs without any processor: it IS the baseline, shared by every beta.
-        factory = UserBiasFactory(biases, rows, beta, zero_ids) if beta else None
-        key = run_key({**base_key, "seed": seed, **({"beta": beta, **bias_key} if beta else {})})
-        raw = cached_generations(generation_path(output_dir, beta, seed), key, ids,
-                                 lambda: handle.generate(prompts, **{**options, "seed": seed},
-                                                         logits_processor=factory))
-        predictions = [postprocess(spec, text) for text in raw]
-        write_predictions(prediction_path(output_dir, beta, seed), spec.name, dict(zip(ids, predictions)))
-        stats.setdefault(beta, {})[seed] = score_predictions(spec, predictions, references, profiles)
+        run_dir = output_dir / run_name(beta, seed)
+        with run_log(run_dir):
+            write_run_config(run_dir, args, METHOD, beta=beta, seed=seed, data_path=str(data_path),
+                             experiment_name=experiment_name(args))
+            # beta 0 runs without any processor: it IS the baseline, shared by every beta.
+            factory = UserBiasFactory(biases, rows, beta, zero_ids) if beta else None
+            decoding = {**options, "seed": seed, "logits_processor": factory}
+            raw = generate_outputs(handle, ids, prompts, run_dir, decoding, desc=f"generate {run_name(beta, seed)}",
+                                   extra_key={"beta": beta, **bias_key} if beta else None)
+            predictions = [postprocess(spec, text) for text in raw]
+            write_predictions(run_dir / PREDICTIONS_FILE, spec.name, dict(zip(ids, predictions)))
+            stats.setdefault(beta, {})[seed] = score_predictions(spec, predictions, references, profiles)
+            write_scores(run_dir, spec.name, golds, dict(zip(ids, predictions)),
+                         extra_metrics={PROFILE_SHARE: float(np.mean(stats[beta][seed][PROFILE_SHARE]))})
         outputs.setdefault(beta, predictions)
 
     results = summarize(spec, args, handle.name, shown_path(data_path), stats, users, options)
@@ -370,8 +348,8 @@ def run_experiment(args) -> dict:
         written.append(atomic_write_text(output_dir / SAMPLES_FILE, samples_text(selected, outputs)))
     print(results_table(results))
     print("outputs:")
-    for path in [output_dir / "config.json", output_dir / GOLDS_FILE, output_dir / "predictions",
-                 output_dir / "generations", *written]:
+    for path in [output_dir / "config.json", output_dir / GOLDS_FILE,
+                 *(output_dir / run_name(beta, seed) for beta in [0.0, *betas] for seed in seeds), *written]:
         print(f"  {path}")
     return results
 

@@ -1,6 +1,7 @@
 """Logit-adjustment personalization: add beta * bias(token, user) to every next-token logit.
 
-    python -m logit_adjust.main --task LongLaMP-2 --model_name default --num_users 10    # -> runs/logit_adjust/LongLaMP_2_default
+    python -m logit_adjust.main --task LongLaMP-2 --model_name default --num_users 10
+        # -> runs/logit_adjust/LongLaMP_2_default
     python -m logit_adjust.main --task LongLaMP_2 --data_path ../shared/data/gitlamp_long/val.json \\
         --num_users 32 --beta 0 0.5 1 --max_new_tokens 128 --output_dir runs/logit_adjust/gitlamp_long
     python -m logit_adjust.main --task LaMP_4 --data_path dev_questions.json --outputs_path dev_outputs.json \\
@@ -14,11 +15,12 @@ The prompt is the question's input alone; the profile reaches the model only thr
 
 Baseline (beta 0, no processor) and every beta run on the SAME users with the same seeds; beta 0 is
 computed once and shared. --output_dir (default runs/logit_adjust/<experiment_name>) receives config.json,
-run.log, golds.json, predictions/ (LaMP gold format), generations/ (finished runs, reused when the same
-command runs again), results.json (baseline, personalized and difference sections; difference =
-personalized - baseline with a paired bootstrap interval over users and seeds), results.md, with several
---beta values metric_vs_beta.png, and with --save_samples samples.txt. The profile-word share (share of
-generated words that occur in the user's profile) measures the steering.
+run.log, golds.json, one run folder per setting, baseline_seed_<s>/ and beta_<b>_seed_<s>/ (config.json,
+run.log, prompts.jsonl, generations.jsonl: reused when the same command runs again, predictions.json,
+scores.json; `python -m eval.report OUTPUT_DIR` tabulates them), results.json (baseline, personalized and
+difference sections; difference = personalized - baseline with a paired bootstrap interval over users and
+seeds), results.md, with several --beta values metric_vs_beta.png, and with --save_samples samples.txt. The
+profile-word share (share of generated words that occur in the user's profile) measures the steering.
 """
 from __future__ import annotations
 

@@ -5,7 +5,7 @@
 
 THE resume scheme of every method: each finished batch appends ``{"id", "key", "output"}`` lines to
 ``generations.jsonl``; a rerun reuses the outputs whose key matches. The key holds everything that changes
-the text - the weights (``handle.weights_id``, or ``model_id``), the adapter, the prompt, the decoding
+the text - the weights (``handle.weights_id``, or ``model_id``), the backend, the adapter, the prompt, the decoding
 options and any ``extra_key`` a method adds (e.g. its steering strength) - and nothing that only changes
 speed (``batch_size``, ``progress``).
 """
@@ -55,8 +55,9 @@ def text_key(handle, options: Mapping[str, Any], model_id: str | None = None, ad
     method feeds into decoding (logits processor state such as user biases and their strength).
     """
     stable = {name: value for name, value in options.items() if name not in THROUGHPUT_OPTIONS}
-    return fingerprint({"model": model_id or handle.weights_id, "adapter": adapter, "options": stable,
-                        "extra": extra_key})
+    # The backend too: vLLM's kernels need not produce HF's text from the same weights.
+    return fingerprint({"model": model_id or handle.weights_id, "backend": handle.backend, "adapter": adapter,
+                        "options": stable, "extra": extra_key})
 
 
 def rendered_prompts(handle, prompts: Sequence[Prompt], options: Mapping[str, Any]) -> list[list[int]]:

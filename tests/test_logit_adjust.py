@@ -156,7 +156,8 @@ def test_word_like_ids_exclude_special_and_fragment_tokens(tiny_tokenizer):
 def test_only_word_start_pieces_are_word_like(tiny_tokenizer):
     # Byte-level BPE: "Ġcelebrated" starts a word; "brated" (of "cele|brated") and "cientist" continue one.
     ids = set(word_like_ids(tiny_tokenizer).tolist())
-    pieces = dict(zip(tiny_tokenizer.convert_ids_to_tokens(list(range(len(tiny_tokenizer)))), range(len(tiny_tokenizer))))
+    vocabulary_ids = list(range(len(tiny_tokenizer)))
+    pieces = dict(zip(tiny_tokenizer.convert_ids_to_tokens(vocabulary_ids), vocabulary_ids))
     assert pieces["Ġcelebrated"] in ids
     assert pieces["brated"] not in ids and pieces["cientist"] not in ids
     assert all(piece.startswith("Ġ") for piece, token_id in pieces.items() if token_id in ids)
@@ -282,13 +283,40 @@ def test_cli_writes_results_table_predictions_and_plot(tmp_path, tiny_causal_lm,
         assert interval["low"] <= interval["difference"] <= interval["high"]
     assert "| 0 (baseline) |" in (out / "results.md").read_text()
     assert (out / "metric_vs_beta.png").stat().st_size > 1000
-    golds = json.loads((out / "predictions" / "beta_5_seed_0.json").read_text())
+    golds = json.loads((out / "beta_5_seed_0" / "predictions.json").read_text())
     assert golds["task"] == "LongLaMP_2" and len(golds["golds"]) == 3
     assert "outputs:" in done.stdout
+    # One run folder per setting, each with runtime's files; the results agree with each folder's scores.json.
+    for name, section in [("baseline_seed_0", results["baseline"]), ("beta_1_seed_0", results["personalized"]["1"]),
+                          ("beta_5_seed_0", results["personalized"]["5"])]:
+        assert {"config.json", "run.log", "prompts.jsonl", "generations.jsonl", "predictions.json",
+                "scores.json"} <= {path.name for path in (out / name).iterdir()}
+        scores = json.loads((out / name / "scores.json").read_text())
+        for metric in ("rouge-1", "rouge-L", "meteor", "profile_word_share"):
+            assert scores[metric] == pytest.approx(section[metric], abs=1e-9), (name, metric)
+    beta_config = json.loads((out / "beta_5_seed_0" / "config.json").read_text())
+    assert beta_config["method"] == "logit_adjust" and beta_config["beta"] == 5.0 and beta_config["seed"] == 0
 
     again = run_main(*argv)                                    # resumable: every run is reused
     assert again.returncode == 0
-    assert again.stderr.count("reusing") == 3
+    assert again.stderr.count("reusing 3 finished generations") == 3
+
+
+def test_eval_report_reads_the_run_folders_with_no_special_case(tmp_path, tiny_causal_lm):
+    from eval.report import collect_rows
+    from logit_adjust.main import main
+
+    out = tmp_path / "run"
+    assert main(["--task", "LongLaMP_2", "--model_name", str(tiny_causal_lm), "--token_map", "unigram",
+                 "--num_users", "3", "--beta", "0", "2", "--max_new_tokens", "4", "--bootstrap_samples", "20",
+                 "--output_dir", str(out)]) == 0
+    rows = {row.name: row for row in collect_rows([out])}
+    assert set(rows) == {"baseline_seed_0", "beta_2_seed_0"}
+    results = json.loads((out / "results.json").read_text())
+    assert rows["beta_2_seed_0"].num_predictions == 3
+    assert rows["beta_2_seed_0"].metrics["profile_word_share"] == pytest.approx(
+        results["personalized"]["2"]["profile_word_share"])
+    assert rows["baseline_seed_0"].metrics["rouge-1"] == pytest.approx(results["baseline"]["rouge-1"])
 
 
 def test_cli_lamp_task_with_unigram_map_and_sampling(tmp_path, tiny_causal_lm):
@@ -300,8 +328,8 @@ def test_cli_lamp_task_with_unigram_map_and_sampling(tmp_path, tiny_causal_lm):
     results = json.loads((out / "results.json").read_text())
     assert results["setup"]["seeds"] == [0, 1] and set(results["baseline"]) == {
         "rouge-1", "rouge-L", "profile_word_share", "per_seed"}
-    assert sorted(p.name for p in (out / "predictions").iterdir()) == [
-        "baseline_seed_0.json", "baseline_seed_1.json", "beta_2_seed_0.json", "beta_2_seed_1.json"]
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == [
+        "baseline_seed_0", "baseline_seed_1", "beta_2_seed_0", "beta_2_seed_1"]
     assert not (out / "metric_vs_beta.png").exists()            # one beta: no plot
 
 
@@ -366,8 +394,8 @@ def test_experiment_steers_every_question_toward_its_own_user(tmp_path, tiny_cau
                  "--model_name", str(tiny_causal_lm), "--token_map", "unigram", "--num_users", "-1",
                  "--beta", "1000", "--max_new_tokens", "5", "--batch_size", "3", "--bootstrap_samples", "20",
                  "--output_dir", str(out), *decoding]) == 0
-    steered = json.loads((out / "predictions" / "beta_1000_seed_0.json").read_text())["golds"]
-    baseline = json.loads((out / "predictions" / "baseline_seed_0.json").read_text())["golds"]
+    steered = json.loads((out / "beta_1000_seed_0" / "predictions.json").read_text())["golds"]
+    baseline = json.loads((out / "baseline_seed_0" / "predictions.json").read_text())["golds"]
     assert [row["id"] for row in steered] == ["q0", "q1", "q2", "q3"]
     for row, user in zip(steered, "abab"):
         assert words_of(row["output"]) and words_of(row["output"]) <= set(PLANTED[user]), (user, row)
@@ -405,7 +433,7 @@ def test_save_samples_writes_the_first_questions_with_every_output(tmp_path, tin
     blocks = (out / "samples.txt").read_text().strip().split("\n\n")
     assert len(blocks) == 5
     golds = json.loads((out / "golds.json").read_text())["golds"]
-    predictions = {name: json.loads((out / "predictions" / f"{name}_seed_0.json").read_text())["golds"]
+    predictions = {name: json.loads((out / f"{name}_seed_0" / "predictions.json").read_text())["golds"]
                    for name in ("baseline", "beta_5")}
     for index, block in enumerate(blocks):
         lines = block.split("\n")
@@ -426,7 +454,7 @@ def test_log_level_filters_run_log_and_stderr(tmp_path, tiny_causal_lm, level, i
     assert (" INFO " in log_text) is info_lines and (" INFO " in done.stderr) is info_lines
 
 
-def test_cached_generations_key_on_the_backend(tmp_path, tiny_causal_lm, monkeypatch):
+def test_cached_generations_key_on_the_bias_and_the_backend(tmp_path, tiny_causal_lm, tiny_encoder, monkeypatch):
     from lm.handle import ModelHandle
     from logit_adjust.main import main
 
@@ -434,33 +462,51 @@ def test_cached_generations_key_on_the_backend(tmp_path, tiny_causal_lm, monkeyp
     argv = ["--task", "LongLaMP_2", "--model_name", str(tiny_causal_lm), "--token_map", "unigram", "--num_users", "2",
             "--beta", "1", "--max_new_tokens", "3", "--bootstrap_samples", "20", "--output_dir", str(out)]
     assert main(argv) == 0 and main(argv) == 0
-    assert (out / "run.log").read_text().count("reusing") == 2
+    assert (out / "run.log").read_text().count("reusing 2 finished generations") == 2
+    # Another bias (token map) in the same beta_1 folder: regenerated; the baseline has no bias and is reused.
+    other_map = [*argv, "--token_map", "sbert_vocab", "--encoder", str(tiny_encoder), "--cache_dir", str(tmp_path)]
+    assert main(other_map) == 0
+    assert (out / "beta_1_seed_0" / "run.log").read_text().count("dropping 2 lines of another model") == 1
+    assert (out / "baseline_seed_0" / "run.log").read_text().count("reusing 2 finished generations") == 2
+    assert main(argv) == 0
+    before = (out / "run.log").read_text()
     # Outputs of the HF backend are not served to a vLLM run (the handle here only reports vLLM).
     monkeypatch.setattr(ModelHandle, "backend", property(lambda self: "vllm"))
     assert main(argv) == 0
-    log_text = (out / "run.log").read_text()
-    assert log_text.count("reusing") == 2 and log_text.count("made with other settings") == 2
+    this_run = (out / "run.log").read_text()[len(before):]
+    assert "reusing" not in this_run and this_run.count("dropping 2 lines of another model") == 2
 
 
-@pytest.mark.parametrize("flag", ["--output_dir", "--cache_dir"])
-def test_unwritable_folders_fail_before_any_model_is_loaded(tmp_path, flag, monkeypatch, capsys):
+def test_unwritable_folders_fail_before_any_model_is_loaded(tmp_path, monkeypatch, capsys):
     import lm
     from data.cli import run
     from logit_adjust.main import main
 
     monkeypatch.setattr(lm, "load_model", lambda *a, **k: pytest.fail("loaded a model before checking folders"))
+    monkeypatch.chdir(tmp_path)
     blocker = tmp_path / "a_file"
     blocker.write_text("")
-    folders = {"--output_dir": tmp_path / "out", "--cache_dir": tmp_path / "cache", flag: blocker / "sub"}
-    argv = ["--task", "LongLaMP_2", "--num_users", "2"] + [f"{k}={v}" for k, v in folders.items()]
-    assert run(main, argv) == 2
-    err = capsys.readouterr().err
-    assert err == f"error: {flag} {blocker / 'sub'}: lies under the file {blocker}, not a folder\n"
-    assert not (tmp_path / "out").exists()
+    seed_command = ["--task", "LongLaMP-2", "--num_users", "2"]
 
-    # A read-only folder, simulated: root (as in CI containers) may write into a chmod 555 folder.
+    def fails(*extra: str) -> str:
+        assert run(main, [*seed_command, *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1, err
+        return err
+
+    assert "a_file is a file, not a folder" in fails("--output_dir", str(blocker / "sub"))
+    assert "a_file is a file, not a folder" in fails("--cache_dir", str(blocker / "sub"))
+    # The folders the run derives itself: runs/logit_adjust/<experiment_name> and $LAMPKIT_CACHE/logit_adjust.
+    Path("runs").write_text("")
+    assert fails().startswith("error: runs/logit_adjust/LongLaMP_2_default: cannot be created: runs is a file")
+    Path("runs").unlink()
+    monkeypatch.setenv("LAMPKIT_CACHE", str(blocker / "cache"))
+    assert fails().startswith(f"error: {blocker / 'cache' / 'logit_adjust'}: cannot be created")
+    assert not Path("runs").exists()                           # nothing was created on the way
+    # A read-only cache folder, simulated: root (as in CI containers) may write into a chmod 555 folder.
     read_only = tmp_path / "read_only"
     read_only.mkdir()
+    monkeypatch.setenv("LAMPKIT_CACHE", str(read_only))
     real_temporary_file = tempfile.TemporaryFile
 
     def temporary_file(*args, dir=None, **kwargs):
@@ -469,7 +515,4 @@ def test_unwritable_folders_fail_before_any_model_is_loaded(tmp_path, flag, monk
         return real_temporary_file(*args, dir=dir, **kwargs)
 
     monkeypatch.setattr(tempfile, "TemporaryFile", temporary_file)
-    folders[flag] = read_only / "sub"
-    assert run(main, ["--task", "LongLaMP_2", "--num_users", "2"] + [f"{k}={v}" for k, v in folders.items()]) == 2
-    assert capsys.readouterr().err == f"error: {flag} {read_only / 'sub'}: cannot write in {read_only} " \
-                                      f"(Permission denied)\n"
+    assert fails() == f"error: {read_only / 'logit_adjust'}: cannot write in {read_only}: Permission denied\n"
