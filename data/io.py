@@ -46,6 +46,12 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return Path(path)
 
 
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    with atomic_open(path, "wb") as handle:
+        handle.write(data)
+    return Path(path)
+
+
 def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=indent, ensure_ascii=False) + "\n")
 
@@ -78,11 +84,18 @@ def check_writable(path: str | os.PathLike, kind: str) -> Path:
     return path
 
 
-def read_json(path: str | os.PathLike) -> Any:
-    """Load a JSON file; a missing or malformed file becomes a one-line InputError."""
-    path = Path(path)
+def require_file(path: Path) -> None:
+    """An input file must exist and be a file: a missing path or a folder is a one-line InputError."""
+    if path.is_dir():
+        raise input_error(path, "is a folder, not a file")
     if not path.is_file():
         raise input_error(path, "file not found")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """Load a JSON file; a missing or malformed file, or a folder, becomes a one-line InputError."""
+    path = Path(path)
+    require_file(path)
     try:
         with open(path, encoding="utf-8-sig") as handle:
             return json.load(handle)

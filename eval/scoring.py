@@ -28,7 +28,7 @@ import numpy as np
 
 from data.errors import InputError, input_error
 from data.io import read_json
-from data.tasks import get_task
+from data.tasks import get_task, may_mean, task_of_file
 from eval.metrics import METRICS, aggregate, example_stats, reference_problem
 
 # What a report holds beside the metric values (a metric name is never one of these).
@@ -89,6 +89,7 @@ def outputs_from_json(data: object, source: str) -> OutputsFile:
         outputs[record_id] = entry["output"]
     if not outputs:
         raise input_error(source, "no records", field="golds")
+    task = task_of_file(data["task"], outputs.values()).name      # an old news "LaMP_2" is LaMP_2N
     return OutputsFile(source=source, task=task, outputs=outputs)
 
 
@@ -133,10 +134,10 @@ def match_outputs(task: str, golds: Mapping[str, object], predictions: Mapping[s
 def match_files(golds: OutputsFile, predictions: OutputsFile, task: str | None = None,
                 allow_missing: bool = False) -> MatchedOutputs:
     """Match two read files, checking that their tasks (and ``task``, when given) agree."""
-    if predictions.task != golds.task:
+    if not may_mean(predictions.task, golds.task):
         raise input_error(predictions.source, f"task {predictions.task} does not match {golds.task} "
                                               f"of the golds ({golds.source})", field="task")
-    if task is not None and get_task(task).name != golds.task:
+    if task is not None and not may_mean(task, golds.task):
         raise input_error(golds.source, f"task {golds.task} does not match the requested task "
                                         f"{get_task(task).name}", field="task")
     return match_outputs(golds.task, golds.outputs, predictions.outputs, allow_missing,

@@ -18,7 +18,8 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from data.cli import parse_args, run
+from data.cli import parse_args, run, writable_dir
+from data.io import check_writable
 from data.errors import input_error
 from lm.packaged import default_lm_dir, packaged_gguf
 
@@ -79,7 +80,7 @@ def make_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
     parser.add_argument("--gguf", type=Path, default=None,
                         help="GGUF file to convert (default: the packaged SmolLM2-135M-Instruct)")
-    parser.add_argument("--output_dir", type=Path, default=None,
+    parser.add_argument("--output_dir", type=writable_dir, default=None,
                         help="where the HF folder goes (default: $LAMPKIT_CACHE/models/SmolLM2-135M-Instruct)")
     parser.add_argument("--force", action="store_true", help="convert again even if the folder exists")
     return parser
@@ -92,6 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if output_dir.is_dir() and not args.force:
         print(f"converted model already in place: {output_dir}")
         return 0
+    check_writable(output_dir, "folder")   # before the minute of dequantizing, not after
     started = time.monotonic()
     convert_gguf(gguf, output_dir, force=args.force)
     print(f"converted {gguf} in {time.monotonic() - started:.0f} s -> {output_dir}")

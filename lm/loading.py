@@ -26,12 +26,14 @@ _DTYPE_NAMES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16",
 
 
 def load_model(name_or_path: str | Path, device=None, dtype=None, backend: str = "auto",
-               trust_remote_code: bool = False, allow_download: bool = False, needs_hf: bool = False) -> ModelHandle:
+               trust_remote_code: bool = False, allow_download: bool = False, needs_hf: bool = False,
+               cache_dir: str | Path | None = None) -> ModelHandle:
     """Load a causal or encoder-decoder LM (see the module docstring); bad sources raise a one-line InputError.
 
     needs_hf: the caller will use logits processors, beam search or scoring, which only the Hugging Face
     model serves, so backend "auto" does not start a vLLM engine beside it (two copies on one GPU, and
     generations from two engines compared with each other).
+    cache_dir: the Hugging Face cache a hub id is found in (default: HF's own, e.g. $HF_HOME/hub).
     """
     from transformers import AutoConfig, AutoTokenizer
 
@@ -44,7 +46,7 @@ def load_model(name_or_path: str | Path, device=None, dtype=None, backend: str =
     device = resolve_device(device)
     dtype = resolve_dtype(dtype, device)
     backend = "hf" if needs_hf and backend == "auto" else _choose_backend(backend, device, source)
-    options = source.load_options(trust_remote_code, allow_download)
+    options = source.load_options(trust_remote_code, allow_download, cache_dir)
     with loading_errors(source, allow_download):
         config = AutoConfig.from_pretrained(source.location, **options)
         tokenizer = AutoTokenizer.from_pretrained(source.location, **options)

@@ -305,7 +305,7 @@ def run_experiment(args) -> dict:
     write_config(output_dir, args, method=METHOD, data_path=str(data_path), experiment_name=experiment_name(args))
     # Personalized runs need HF's logits processors; the baseline must come from the same engine.
     handle = load_model(args.model_name, device=args.device, dtype=args.dtype, backend=args.backend,
-                        needs_hf=bool(betas))
+                        needs_hf=bool(betas), allow_download=args.allow_download)
     options = generation_options(args, spec.max_new_tokens)
     options["chat"] = prompt_chat(args.prompt_style, args.chat, handle)
     profiles = [user_profile(spec, example) for example in selected]
@@ -409,7 +409,7 @@ def user_bias_table(args, handle, spec: TaskSpec, examples: Sequence[Example],
     if args.token_map == "sbert_vocab":
         from lm import load_encoder
 
-        encoder = load_encoder(args.encoder, device=args.device)
+        encoder = load_encoder(args.encoder, device=args.device, allow_download=args.allow_download)
     background = [user_profile(spec, example) for example in examples]
     biases = user_biases(args.token_map, handle.tokenizer, unique, encoder=encoder, background=background,
                          cache_root=args.cache_dir)

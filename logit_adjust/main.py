@@ -28,7 +28,7 @@ import argparse
 from pathlib import Path
 from typing import Sequence
 
-from data.cli import add_generation_arguments, add_model_arguments, add_task_argument, parse_args, run
+from data.cli import add_generation_arguments, add_model_arguments, add_task_argument, parse_args, run, writable_dir
 
 TOKEN_MAP_CHOICES = ("sbert_vocab", "unigram")     # logit_adjust.token_maps.TOKEN_MAPS, without importing torch
 SAMPLE_COUNT = 5                                    # questions in samples.txt, as in the seed prototype
@@ -41,7 +41,7 @@ def add_user_bias_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--encoder", default="default",
                         help="sentence encoder for user vectors and token embeddings: 'default' (packaged "
                              "all-MiniLM-L6-v2) or an encoder folder (default: %(default)s)")
-    parser.add_argument("--cache_dir", type=Path, default=None,
+    parser.add_argument("--cache_dir", type=writable_dir, default=None,
                         help="token embeddings and user vectors (default: $LAMPKIT_CACHE/logit_adjust)")
 
 
@@ -67,7 +67,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--num_seeds", type=int, default=1,
                         help="seeds --seed, --seed+1, ... for sampling; greedy/beam use one (default: %(default)s)")
     parser.add_argument("--bootstrap_samples", type=int, default=1000, help="paired bootstrap resamples")
-    parser.add_argument("--output_dir", type=Path, default=None,
+    parser.add_argument("--output_dir", type=writable_dir, default=None,
                         help="folder for every output (default: runs/logit_adjust/<experiment_name>)")
     parser.add_argument("--experiment_name", default=None,
                         help="names the experiment in results.md, results.json and the default --output_dir "
