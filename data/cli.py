@@ -19,6 +19,9 @@ from data.errors import InputError
 from data.io import atomic_write_json
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# --length_from_golds: answers are cut at this quantile of the train golds' lengths (chosen on gitlamp train,
+# lamp_rag/README.md).
+DEFAULT_LENGTH_QUANTILE = 0.9
 log = logging.getLogger("lampkit")
 
 
@@ -157,12 +160,27 @@ def add_generation_arguments(parser: argparse.ArgumentParser, max_new_tokens: in
     group.add_argument("--seed", type=int, default=0)
     group.add_argument("--chat", default="auto", choices=["auto", "on", "off"],
                        help="apply the model's chat template (auto: when the model has one)")
+    group.add_argument("--stop_at_newline", default="auto", choices=["auto", "on", "off"],
+                       help="end an answer with its first non-blank line (auto: for tasks with one-line answers; "
+                            "they keep only that line anyway, so the text is the same and generation shorter)")
+    group.add_argument("--output_repetition_penalty", type=float, default=None,
+                       help="repetition penalty on the generated tokens only, not the prompt's; 1 = off "
+                            "(default: the task's, from the registry)")
+    group.add_argument("--length_from_golds", type=Path, default=None,
+                       help="a {task, golds} file of TRAIN golds (never the evaluated split): max_new_tokens "
+                            "becomes the --length_quantile of their lengths in the model's tokens")
+    group.add_argument("--length_quantile", type=float, default=None,
+                       help=f"with --length_from_golds (default: {DEFAULT_LENGTH_QUANTILE})")
 
 
-def generation_options(args: argparse.Namespace, max_new_tokens: int) -> dict:
-    """The keyword arguments of lm handle.generate() from the shared generation flags."""
+def generation_options(args: argparse.Namespace, spec, tokenizer=None) -> dict:
+    """The keyword arguments of lm handle.generate() from the shared generation flags.
+
+    Defaults come from the task ``spec`` (length, one-line answers, repetition penalty); a length budget
+    from ``--length_from_golds`` needs the model's ``tokenizer``.
+    """
     return {
-        "max_new_tokens": args.max_new_tokens or max_new_tokens,
+        "max_new_tokens": _max_new_tokens(args, spec, tokenizer),
         "num_beams": args.num_beams,
         "do_sample": args.do_sample,
         "temperature": args.temperature,
@@ -172,7 +190,29 @@ def generation_options(args: argparse.Namespace, max_new_tokens: int) -> dict:
         "batch_size": args.batch_size,
         "seed": args.seed,
         "chat": {"auto": None, "on": True, "off": False}[args.chat],
+        "stop_at_newline": {"auto": spec.single_line, "on": True, "off": False}[args.stop_at_newline],
+        "output_repetition_penalty": (spec.output_repetition_penalty if args.output_repetition_penalty is None
+                                      else args.output_repetition_penalty),
     }
+
+
+def _max_new_tokens(args: argparse.Namespace, spec, tokenizer) -> int:
+    """--max_new_tokens, else the length budget of --length_from_golds, else the task's registry length."""
+    if args.length_from_golds is None:
+        if args.length_quantile is not None:
+            raise InputError("--length_quantile needs --length_from_golds")
+        return args.max_new_tokens or spec.max_new_tokens
+    if args.max_new_tokens:
+        raise InputError("give either --max_new_tokens or --length_from_golds, not both")
+    from data.loaders import read_golds
+    from lm.generation import length_budget
+
+    _, golds = read_golds(args.length_from_golds, task=spec.name)
+    quantile = DEFAULT_LENGTH_QUANTILE if args.length_quantile is None else args.length_quantile
+    budget = length_budget(tokenizer, list(golds.values()), quantile)
+    log.info("max_new_tokens %d: the %.2f quantile of %d gold lengths in %s", budget, quantile, len(golds),
+             args.length_from_golds)
+    return budget
 
 
 def add_retrieval_arguments(parser: argparse.ArgumentParser) -> None:

@@ -81,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     write_config(args.output_dir, args, prompt_style=style)
     prompts = build_prompts(spec, examples, items, style, handle.tokenizer, args.max_length,
                             max_item_tokens=args.max_item_tokens)
-    generation = {**generation_options(args, spec.max_new_tokens),
+    generation = {**generation_options(args, spec, handle.tokenizer),
                   **prompt_cut_options(official_prompt_cut(style, args.max_length))}
     scores = generate_and_score(spec, handle, examples, prompts, args.output_dir, generation)
     for name, value in scores.items():

@@ -35,9 +35,6 @@ log = logging.getLogger("lampkit.lamp_rag")
 PREDICTIONS_FILE = "predictions.json"
 SCORES_FILE = "scores.json"
 PARTIAL_FILE = "predictions.partial.jsonl"
-# Tasks whose registry length is at most this answer in one line (labels, ratings, headlines, titles,
-# tweets); their outputs keep only the first non-empty line. Long-form tasks keep the whole text.
-SINGLE_LINE_MAX_TOKENS = 64
 # Generation options that change speed, not the text, so a resumed run may change them freely.
 _THROUGHPUT_OPTIONS = ("batch_size", "progress")
 
@@ -103,7 +100,7 @@ def build_prompts(spec: TaskSpec, examples: Sequence[Example], items_per_example
 def postprocess(spec: TaskSpec, text: str) -> str:
     """Uniform, minimal clean-up: strip; short-output tasks keep their first non-empty line."""
     text = text.strip()
-    if spec.max_new_tokens <= SINGLE_LINE_MAX_TOKENS:
+    if spec.single_line:
         text = next((line.strip() for line in text.splitlines() if line.strip()), "")
     return text
 

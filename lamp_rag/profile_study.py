@@ -181,7 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     prompts = {split: build_prompts(spec, examples[split], items, "official", handle.tokenizer, args.max_length,
                                     template=template)
                for split, items in selected.items()}
-    generation = generation_options(args, spec.max_new_tokens)
+    generation = generation_options(args, spec, handle.tokenizer)
     generation.update(prompt_cut_options(args.max_length))   # the study's prompts are always official-style
     model_id = None
     if args.training_epoch > 0:

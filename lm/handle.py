@@ -60,7 +60,8 @@ class ModelHandle:
                  do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0,
                  repetition_penalty: float = 1.0, seed: int | None = None, batch_size: int = 16,
                  chat: bool | None = None, logits_processor: Any = None, progress: bool = True,
-                 max_input_tokens: int | None = None, truncation_side: str = "left") -> list[str]:
+                 max_input_tokens: int | None = None, truncation_side: str = "left", stop_at_newline: bool = False,
+                 output_repetition_penalty: float = 1.0) -> list[str]:
         """Only the new text per prompt (special tokens stripped), in input order.
 
         prompts: strings or chat message lists. chat=None uses the chat template when the model has one.
@@ -70,10 +71,14 @@ class ModelHandle:
         max_input_tokens: cut longer prompts to this many tokens (default: context length minus max_new_tokens),
         from the left (truncation_side="left", the default) or from the right ("right", see
         lm.prompting.encode_prompts).
+        stop_at_newline: end a row once it has written a non-blank line (the vLLM backend runs to
+        max_new_tokens instead: the first line, which single-line tasks keep, is the same).
+        output_repetition_penalty: repetition penalty on the generated tokens only (not the prompt's);
+        the vLLM backend has no such penalty and falls back to Hugging Face generation.
         """
         prompts = list(prompts)
         if self.vllm_engine is not None:
-            if logits_processor is None and num_beams == 1:
+            if logits_processor is None and num_beams == 1 and output_repetition_penalty == 1.0:
                 encoded = encode_prompts(self, prompts, chat, input_budget(self, max_new_tokens, max_input_tokens),
                                          truncation_side)
                 return self.vllm_engine.generate(encoded, max_new_tokens=max_new_tokens, do_sample=do_sample,
@@ -81,12 +86,14 @@ class ModelHandle:
                                                  repetition_penalty=repetition_penalty, seed=seed,
                                                  progress=progress)
             log.warning("vLLM backend: %s needs Hugging Face generation; falling back to it",
-                        "a logits processor" if logits_processor is not None else "beam search")
+                        "a logits processor" if logits_processor is not None
+                        else "beam search" if num_beams != 1 else "output_repetition_penalty")
         token_ids = generate_ids(self, prompts, max_new_tokens=max_new_tokens, num_beams=num_beams,
                                  do_sample=do_sample, temperature=temperature, top_p=top_p, top_k=top_k,
                                  repetition_penalty=repetition_penalty, seed=seed, batch_size=batch_size,
                                  chat=chat, logits_processor=logits_processor, progress=progress,
-                                 max_input_tokens=max_input_tokens, truncation_side=truncation_side)
+                                 max_input_tokens=max_input_tokens, truncation_side=truncation_side,
+                                 stop_at_newline=stop_at_newline, output_repetition_penalty=output_repetition_penalty)
         return decode(self.tokenizer, token_ids)
 
     def score(self, prompts: Sequence[Prompt], targets: Sequence[str], batch_size: int = 16,

@@ -15,6 +15,10 @@ from typing import Mapping
 
 from data.errors import InputError
 
+# Tasks whose length is at most this answer in one line (labels, ratings, headlines, titles, subjects,
+# tweets); long-form tasks (LongLaMP, 256 tokens) write paragraphs.
+SINGLE_LINE_MAX_TOKENS = 64
+
 
 @dataclass(frozen=True)
 class ProfileTemplate:
@@ -66,6 +70,7 @@ class TaskSpec:
     user_id_field: str = "user_id"
     date_field: str | None = "date"
     max_new_tokens: int = 32
+    output_repetition_penalty: float = 1.0          # default penalty on tokens repeated within an answer
     hf_config: str | None = None                    # LongLaMP dataset config (user split)
     templates: Mapping[str, ProfileTemplate] = field(default_factory=dict)
     text_templates: Mapping[str, str] = field(default_factory=dict)
@@ -108,6 +113,11 @@ class TaskSpec:
             raise InputError(f"task {self.name} has no text template {name!r}; "
                              f"available: {', '.join(sorted(self.text_templates))}")
         return self.text_templates[name]
+
+    @property
+    def single_line(self) -> bool:
+        """Answers are one line: outputs keep their first non-blank line and generation may stop at its end."""
+        return self.max_new_tokens <= SINGLE_LINE_MAX_TOKENS
 
     @property
     def all_names(self) -> tuple[str, ...]:
