@@ -1,7 +1,7 @@
 """Decoding choices for short answers: one-line stop, output-only repetition penalty, length from train golds.
 
-The shared generation flags (data.cli) turn them into lm handle.generate() options with the task's
-registry defaults; lm.generation implements them (tests/test_lm.py checks the decoding itself).
+The shared generation flags (data.cli) turn them into lm handle.generate() options (the one-line stop
+follows the task registry); lm.generation implements them (tests/test_lm.py checks the decoding itself).
 """
 import argparse
 import json
@@ -53,10 +53,8 @@ def test_single_line_tasks_stop_at_the_line_end_by_default_and_long_form_tasks_d
     assert not any(spec.single_line for spec in list_tasks() if spec.benchmark == "LongLaMP")
 
 
-def test_output_repetition_penalty_defaults_to_the_registry_and_the_flag_overrides_it():
-    assert options()["output_repetition_penalty"] == get_task("LaMP_4").output_repetition_penalty > 1.0
-    assert options(task="LaMP_2")["output_repetition_penalty"] == 1.0          # labels: nothing to repeat
-    assert options("--output_repetition_penalty", "1")["output_repetition_penalty"] == 1.0
+def test_output_repetition_penalty_is_off_unless_asked_for():
+    assert options()["output_repetition_penalty"] == 1.0
     assert options("--output_repetition_penalty", "1.7")["output_repetition_penalty"] == 1.7
 
 
@@ -101,7 +99,7 @@ def test_golds_of_another_task_are_refused(tiny_tokenizer, tmp_path):
         options("--length_from_golds", path, tokenizer=tiny_tokenizer)
 
 
-def test_evaluate_llm_generates_with_the_train_gold_budget_and_the_task_defaults(tiny_causal_lm, tiny_tokenizer,
+def test_evaluate_llm_generates_with_the_train_gold_budget_and_the_asked_options(tiny_causal_lm, tiny_tokenizer,
                                                                                   train_golds, tmp_path, monkeypatch):
     from lm.handle import ModelHandle
 
@@ -115,9 +113,8 @@ def test_evaluate_llm_generates_with_the_train_gold_budget_and_the_task_defaults
     monkeypatch.setattr(ModelHandle, "generate", spy)
     argv = ["--task", "LaMP_4", "--model_addr", tiny_causal_lm, "--validation_data", SAMPLE / "dev_questions.json",
             "--validation_outputs", SAMPLE / "dev_outputs.json", "--output_dir", tmp_path / "run", "--limit", 3,
-            "--length_from_golds", train_golds, "--length_quantile", "0.25"]
+            "--length_from_golds", train_golds, "--length_quantile", "0.25", "--output_repetition_penalty", "1.3"]
     assert run(evaluate_llm.main, [str(a) for a in argv]) == 0
     assert seen and all(kwargs["max_new_tokens"] == sorted(token_counts(tiny_tokenizer))[1] for kwargs in seen)
     assert all(kwargs["stop_at_newline"] is True for kwargs in seen)
-    assert all(kwargs["output_repetition_penalty"] == get_task("LaMP_4").output_repetition_penalty
-               for kwargs in seen)
+    assert all(kwargs["output_repetition_penalty"] == 1.3 for kwargs in seen)

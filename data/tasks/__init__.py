@@ -70,7 +70,6 @@ class TaskSpec:
     user_id_field: str = "user_id"
     date_field: str | None = "date"
     max_new_tokens: int = 32
-    output_repetition_penalty: float = 1.0          # default penalty on tokens repeated within an answer
     hf_config: str | None = None                    # LongLaMP dataset config (user split)
     templates: Mapping[str, ProfileTemplate] = field(default_factory=dict)
     text_templates: Mapping[str, str] = field(default_factory=dict)

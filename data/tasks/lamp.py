@@ -33,9 +33,6 @@ CITATION_INPUT = ('For an author who has written the paper with the title "{titl
 
 CLASSIFICATION_METRICS = dict(metrics=("accuracy", "f1"), best_metric="accuracy", greater_is_better=True)
 SHORT_GENERATION_METRICS = dict(metrics=("rouge-1", "rouge-L"), best_metric="rouge-1", greater_is_better=True)
-# Short generation tasks: small models loop inside an answer ("flush-flush-flush..."); a penalty on tokens the
-# answer already holds (not the prompt's, which a headline may copy) was chosen on gitlamp train.
-SHORT_GENERATION_DECODING = dict(output_repetition_penalty=1.2)
 
 register(TaskSpec(
     name="LaMP_1", aliases=("citation", "citation_identification"), benchmark="LaMP",
@@ -114,7 +111,7 @@ register(TaskSpec(
     description="Personalized news headline generation", input_template=HEADLINE_INPUT,
     query_marker="article:", item_fields=("title", "text"), document_fields=("title", "text"),
     item_prompt_template=HEADLINE_INPUT, item_input_field="text", item_output_field="title",
-    max_new_tokens=32, **SHORT_GENERATION_METRICS, **SHORT_GENERATION_DECODING,
+    max_new_tokens=32, **SHORT_GENERATION_METRICS,
     templates={
         "official": ProfileTemplate(item='"{title}" is the title for "{text}" ', field="text"),
         "study_only_output": ProfileTemplate(item='"{title}"', join="",
@@ -135,7 +132,6 @@ register(TaskSpec(
     input_template=SCHOLARLY_INPUT, query_marker="paper:", item_fields=("title", "abstract"),
     document_fields=("title", "abstract"), item_prompt_template=SCHOLARLY_INPUT,
     item_input_field="abstract", item_output_field="title", max_new_tokens=32, **SHORT_GENERATION_METRICS,
-    **SHORT_GENERATION_DECODING,
     templates={
         # The official budget string lacks "for" (spec lamp.md 4.3); kept so budgets match the reference.
         "official": ProfileTemplate(item='"{title}" is a title for "{abstract}" ', field="abstract",
@@ -159,7 +155,7 @@ register(TaskSpec(
     kind="generation", description="Personalized email subject generation (Avocado, licensed)",
     input_template=SUBJECT_INPUT, query_marker=":", item_fields=("title", "text"),
     document_fields=("text",), item_prompt_template=SUBJECT_INPUT, item_input_field="text",
-    item_output_field="title", max_new_tokens=32, **SHORT_GENERATION_METRICS, **SHORT_GENERATION_DECODING,
+    item_output_field="title", max_new_tokens=32, **SHORT_GENERATION_METRICS,
     templates={"official": ProfileTemplate(item='"{title}" is the title for "{text}" ', field="text")},
     text_templates={"oppu_input": "Generate a subject for the following email.\n email: {text} subject:"},
     example_item={"id": "e1", "title": "Lunch", "text": "Shall we meet at noon?", "date": "2001-05-01"},
@@ -171,7 +167,6 @@ register(TaskSpec(
     description="Personalized tweet paraphrasing", input_template=TWEET_INPUT, query_marker=":",
     item_fields=("text",), document_fields=("text",), item_prompt_template=TWEET_INPUT,
     item_input_field=None, item_output_field="text", max_new_tokens=48, **SHORT_GENERATION_METRICS,
-    **SHORT_GENERATION_DECODING,
     templates={
         # The official budget counts "are written by user. ..." while the prompt says "by a person".
         "official": ProfileTemplate(item='"{text}" ', field="text", need='"" ',
