@@ -29,8 +29,8 @@ from typing import Iterable, Sequence
 
 from tqdm import tqdm
 
-from data.cli import add_task_argument, parse_args, run, write_config
-from data.errors import input_error
+from data.cli import add_task_argument, parse_args, run, write_config, writable_dir
+from data.errors import InputError, input_error
 from data.io import atomic_write_json
 from data.loaders import (USER_FIELDS, iter_examples, read_golds, write_lamp_outputs, write_lamp_questions,
                           write_longlamp_records)
@@ -138,7 +138,7 @@ def make_parser() -> argparse.ArgumentParser:
                       help="LaMP questions file, merged file, or LongLaMP records (.json, .jsonl, .parquet)")
     oppu.add_argument("--outputs", type=Path, help="LaMP outputs file {task, golds}, joined by id")
     add_task_argument(oppu, required=False)
-    oppu.add_argument("--output_dir", type=Path, required=True, help="the OPPU folder to write")
+    oppu.add_argument("--output_dir", type=writable_dir, required=True, help="the OPPU folder to write")
     oppu.add_argument("--num_users", type=int, default=100,
                       help="target users written to user_top_100_history.json (default: %(default)s)")
     oppu.add_argument("--select", choices=["longest", "first", "random"], default="longest",
@@ -151,7 +151,7 @@ def make_parser() -> argparse.ArgumentParser:
                                            "or LongLaMP records.")
     lamp.add_argument("--input_dir", type=Path, required=True, help="the OPPU folder to read")
     add_task_argument(lamp, required=False)
-    lamp.add_argument("--output_dir", type=Path, required=True)
+    lamp.add_argument("--output_dir", type=writable_dir, required=True)
     lamp.add_argument("--format", choices=["lamp", "longlamp"],
                       help="lamp: <name>_questions.json + <name>_outputs.json; longlamp: <name>.json rows "
                            "(default: by the task's benchmark)")
@@ -173,6 +173,8 @@ def run_to_oppu(args: argparse.Namespace) -> list[Path]:
 
 def run_to_lamp(args: argparse.Namespace) -> list[Path]:
     spec, examples = from_oppu(args.input_dir, args.task, args.users)
+    if args.no_user_id and spec.user_id_required:
+        raise InputError(f"--no_user_id: every {spec.name} record names its user ('{spec.user_id_field}')")
     if args.no_user_id:
         examples = [dataclasses.replace(example, user_id=None) for example in examples]
     if (args.format or spec.benchmark.lower()) == "longlamp":

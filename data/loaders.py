@@ -12,6 +12,8 @@ curp_cope_oppu 4):
   "gold"}]}``, one Example per query, every query sharing its user's profile;
 * the Avocado script's test file, which wraps the questions as ``{"task", "golds": [<questions>]}``.
 
+Profile items fit one of the task's item layouts (``spec.item_shapes``: the benchmark's, OPPU's) and have
+unique ids; tasks released without item ids get ``<record id>-p<position>`` (see ``_profile``).
 Fields a layout does not know go to ``Example.extra`` and are written back, so conversions lose nothing.
 Every bad input raises ``InputError`` with one line naming the file, the record and the field.
 """
@@ -24,9 +26,9 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
 from data.errors import InputError, input_error
-from data.io import atomic_write_json, atomic_write_text, read_json
+from data.io import atomic_write_json, atomic_write_text, read_json, require_file
 from data.records import Example
-from data.tasks import TaskSpec, get_task
+from data.tasks import TaskSpec, get_task, task_of_file
 
 CHUNK_CHARS = 1 << 20          # characters read per refill of the streaming JSON reader
 USER_FIELDS = "user_fields"    # Example.extra key holding an OPPU user's own unknown fields
@@ -135,8 +137,7 @@ def iter_records(path: str | Path) -> Iterator[Any]:
     object of a single-object JSON file.
     """
     path = Path(path)
-    if not path.is_file():
-        raise input_error(path, "file not found")
+    require_file(path)
     if path.suffix == ".parquet":
         yield from _iter_parquet(path)
         return
@@ -179,27 +180,46 @@ def _as_text(path: Path, value: Any, record: object, field: str, optional: bool 
     raise input_error(path, f"must be a string, got {type(value).__name__}", record=record, field=field)
 
 
-def _profile(path: Path, value: Any, record: object, spec: TaskSpec) -> list[dict]:
-    """Check a profile: a non-empty list of items with an id and the task's item fields."""
+def _profile(path: Path, value: Any, record: str, spec: TaskSpec) -> list[dict]:
+    """Check a profile: a non-empty list of items with unique ids and the fields of one of the task's item
+    layouts (``spec.item_shapes``).
+
+    Tasks released without item ids (``spec.items_have_ids`` False: HF LongLaMP review and topic rows) get
+    ``<record>-p<position>`` for each item without one, where record is the question id (the user id in an
+    OPPU file) and position counts from 0: the same ids on every load of the same file.
+    """
     if value is _MISSING:
         raise input_error(path, "missing", record=record, field="profile")
     if not isinstance(value, list):
         raise input_error(path, f"must be a list, got {type(value).__name__}", record=record, field="profile")
     if not value:
         raise input_error(path, "empty profile", record=record, field="profile")
-    items = []
+    items, positions = [], {}
     for i, item in enumerate(value):
         if not isinstance(item, dict):
             raise input_error(path, "must be an object", record=record, field=f"profile[{i}]")
-        for name in ("id", *spec.item_fields):
-            if name not in item:
-                raise input_error(path, f"missing (a {spec.name} profile item needs "
-                                        f"{', '.join(('id', *spec.item_fields))})",
-                                  record=record, field=f"profile[{i}].{name}")
+        if "id" not in item and not spec.items_have_ids:
+            item = {"id": f"{record}-p{i}", **item}
+        _check_item_fields(path, item, record, i, spec)
         if not isinstance(item["id"], str):
             item = {**item, "id": as_id(path, item["id"], record, f"profile[{i}].id")}
+        if item["id"] in positions:
+            raise input_error(path, f"duplicate item id {item['id']!r} (also profile[{positions[item['id']]}])",
+                              record=record, field=f"profile[{i}].id")
+        positions[item["id"]] = i
         items.append(item)
     return items
+
+
+def _check_item_fields(path: Path, item: dict, record: str, index: int, spec: TaskSpec) -> None:
+    """The item needs an id and every field of one of the task's layouts; else name the closest layout's gap."""
+    gaps = [[name for name in ("id", *shape.fields) if name not in item] for shape in spec.item_shapes]
+    if all(gaps):
+        layouts = "; or ".join(", ".join(("id", *shape.fields)) + ("" if k == 0 else f" ({shape.source})")
+                               for k, shape in enumerate(spec.item_shapes))
+        closest = min(gaps, key=len)
+        raise input_error(path, f"missing (a {spec.name} profile item needs {layouts})",
+                          record=record, field=f"profile[{index}].{closest[0]}")
 
 
 def _question(path: Path, index: int, rec: dict, spec: TaskSpec) -> Example:
@@ -213,6 +233,9 @@ def _question(path: Path, index: int, rec: dict, spec: TaskSpec) -> Example:
     user_id = rec.get(user_field)
     if user_id is not None:
         user_id = as_id(path, user_id, label, user_field)
+    elif spec.user_id_required:
+        raise input_error(path, f"missing (every {spec.name} record names its user in "
+                                f"'{spec.user_id_field}')", record=label, field=spec.user_id_field)
     if "id" in rec:
         qid = as_id(path, rec["id"], label, "id")
     elif spec.benchmark == "LongLaMP" and user_id is not None:
@@ -273,22 +296,29 @@ def _examples_of(path: Path, index: int, rec: Any, spec: TaskSpec) -> list[Examp
                       record=rec.get("id", f"#{index}"), field="input")
 
 
-def _resolve_task(task: str | None, sources: Iterable[tuple[Path, Any]], path: Path) -> TaskSpec:
-    """The task from the argument and/or the files' "task" fields, which must all agree."""
-    spec = get_task(task) if task is not None else None
-    for path, value in sources:
+def _resolve_task(task: str | None, sources: Iterable[tuple[Path, Any]], path: Path,
+                  items: Iterable[Any] = ()) -> TaskSpec:
+    """The task from the argument and/or the files' "task" fields, which must all agree.
+
+    A name that may mean several tasks (an old news "LaMP_2") is told apart by the profile ``items``'
+    labels (``data.tasks.task_of_file``).
+    """
+    if task is not None:
+        get_task(task)                      # an unknown flag is reported as the flag's, not a file's, error
+    items = [item for item in items if isinstance(item, Mapping)]
+    spec = None
+    for source, value in sources:
         if value is None:
             continue
         try:
-            found = get_task(value)
+            spec = task_of_file(value, items=items, requested=spec.name if spec is not None else task)
         except InputError as err:
-            raise input_error(path, str(err), field="task") from None
-        if spec is not None and found.name != spec.name:
-            raise input_error(path, f"is {found.name} but the task is {spec.name}", field="task")
-        spec = found
+            raise input_error(source, str(err), field="task") from None
     if spec is None:
-        raise input_error(path, "the task is unknown: pass the task (--task) or an outputs file with a "
-                                "'task' field")
+        if task is None:
+            raise input_error(path, "the task is unknown: pass the task (--task) or an outputs file with a "
+                                    "'task' field")
+        spec = task_of_file(task, items=items)
     return spec
 
 
@@ -310,16 +340,17 @@ def _some(ids: Iterable[str], count: int) -> str:
 def read_golds(path: str | Path, task: str | None = None) -> tuple[str, dict[str, str]]:
     """Read a ``{"task", "golds": [{"id", "output"}]}`` file (golds, predictions, OPPU label files).
 
-    Returns the canonical task name (any alias in the file, e.g. PEFT's "LaMP-1", is resolved) and
-    ``{id: output}``; integer ids become strings.
+    Returns the canonical task name (any alias in the file, e.g. PEFT's "LaMP-1", is resolved; an old
+    news file saying "LaMP_2" is LaMP_2N by its labels) and ``{id: output}``; integer ids become strings.
     """
+    if task is not None:
+        get_task(task)                      # an unknown flag is reported as the flag's, not the file's, error
     path = Path(path)
     data = read_json(path)
     if not isinstance(data, dict) or not isinstance(data.get("golds"), list):
         raise input_error(path, "expected an object {\"task\", \"golds\": [{\"id\", \"output\"}]}")
     if task is None and data.get("task") is None:
         raise input_error(path, "missing", field="task")
-    spec = _resolve_task(task, [(path, data.get("task"))], path)
     golds: dict[str, str] = {}
     for i, gold in enumerate(data["golds"]):
         if not isinstance(gold, dict):
@@ -332,6 +363,11 @@ def read_golds(path: str | Path, task: str | None = None) -> tuple[str, dict[str
         if gid in golds:
             raise input_error(path, "duplicate id", record=gid, field="id")
         golds[gid] = output
+    try:
+        named = data["task"] if data.get("task") is not None else task
+        spec = task_of_file(named, golds.values(), requested=task)
+    except InputError as err:
+        raise input_error(path, str(err), field="task") from None
     return spec.name, golds
 
 
@@ -370,7 +406,12 @@ def iter_examples(questions_path: str | Path, outputs_path: str | Path | None = 
         golds_task, golds = read_golds(outputs_path, task)
         sources.append((Path(outputs_path), golds_task))
     header, records = _questions_and_header(path)
-    spec = _resolve_task(task, [*sources, (path, header.get("task"))], path)
+    first = next(records, _MISSING)
+    if first is not _MISSING:
+        records = itertools.chain([first], records)
+    first_items = first.get("profile") if isinstance(first, dict) else None
+    spec = _resolve_task(task, [*sources, (path, header.get("task"))], path,
+                         first_items if isinstance(first_items, list) else ())
     if limit is not None and limit <= 0:
         return
     seen: set[str] = set()

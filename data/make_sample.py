@@ -18,7 +18,7 @@ import string
 from pathlib import Path
 from typing import Callable, Sequence
 
-from data.cli import parse_args, run
+from data.cli import parse_args, run, writable_dir
 from data.errors import InputError
 from data.io import atomic_write_text
 from data.loaders import write_lamp_outputs, write_lamp_questions, write_longlamp_records
@@ -291,7 +291,7 @@ task's date field: `date` (YYYY-MM-DD) for LaMP and LongLaMP_1, `year` for LongL
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m data.make_sample", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=SAMPLE_DIR, help="output folder (default: data/sample)")
+    parser.add_argument("--out", type=writable_dir, default=SAMPLE_DIR, help="output folder (default: data/sample)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     parser.add_argument("--users", type=int, default=24,
                         help="users (one question each) per split (default: %(default)s)")

@@ -260,7 +260,7 @@ def run_experiment(args) -> dict:
     from data.cli import generation_options, setup_logging, write_config
     from data.loaders import write_lamp_outputs, write_predictions
     from data.tasks import get_task
-    from lamp_rag.pipeline import postprocess
+    from runtime.generation import postprocess
     from lm import load_model
     from logit_adjust.processor import UserBiasFactory
     from logit_adjust.token_maps import special_token_ids
@@ -277,8 +277,8 @@ def run_experiment(args) -> dict:
     write_config(output_dir, args, data_path=str(data_path))
     # Personalized runs need HF's logits processors; the baseline must come from the same engine.
     handle = load_model(args.model_name, device=args.device, dtype=args.dtype, backend=args.backend,
-                        needs_hf=bool(betas))
-    options = generation_options(args, spec, handle.tokenizer)
+                        needs_hf=bool(betas), allow_download=args.allow_download)
+    options = generation_options(args, spec.max_new_tokens, spec=spec, tokenizer=handle.tokenizer)
     options["chat"] = prompt_chat(args.prompt_style, args.chat, handle)
     profiles = [user_profile(spec, example) for example in selected]
     users = [profile.user_id for profile in profiles]
@@ -372,7 +372,7 @@ def user_bias_table(args, handle, spec: TaskSpec, examples: Sequence[Example],
     if args.token_map == "sbert_vocab":
         from lm import load_encoder
 
-        encoder = load_encoder(args.encoder, device=args.device)
+        encoder = load_encoder(args.encoder, device=args.device, allow_download=args.allow_download)
     background = [user_profile(spec, example) for example in examples]
     biases = user_biases(args.token_map, handle.tokenizer, unique, encoder=encoder, background=background,
                          cache_root=args.cache_dir)

@@ -26,7 +26,7 @@ import argparse
 from pathlib import Path
 from typing import Sequence
 
-from data.cli import add_generation_arguments, add_model_arguments, add_task_argument, parse_args, run
+from data.cli import add_generation_arguments, add_model_arguments, add_task_argument, parse_args, run, writable_dir
 
 TOKEN_MAP_CHOICES = ("sbert_vocab", "unigram")     # logit_adjust.token_maps.TOKEN_MAPS, without importing torch
 
@@ -38,7 +38,7 @@ def add_user_bias_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--encoder", default="default",
                         help="sentence encoder for user vectors and token embeddings: 'default' (packaged "
                              "all-MiniLM-L6-v2) or an encoder folder (default: %(default)s)")
-    parser.add_argument("--cache_dir", type=Path, default=None,
+    parser.add_argument("--cache_dir", type=writable_dir, default=None,
                         help="token embeddings and user vectors (default: $LAMPKIT_CACHE/logit_adjust)")
 
 
@@ -64,7 +64,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--num_seeds", type=int, default=1,
                         help="seeds --seed, --seed+1, ... for sampling; greedy/beam use one (default: %(default)s)")
     parser.add_argument("--bootstrap_samples", type=int, default=1000, help="paired bootstrap resamples")
-    parser.add_argument("--output_dir", type=Path, required=True, help="folder for every output (see below)")
+    parser.add_argument("--output_dir", type=writable_dir, required=True, help="folder for every output (see below)")
     add_model_arguments(parser)
     add_generation_arguments(parser)
     return parser

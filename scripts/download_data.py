@@ -30,7 +30,7 @@ from typing import Sequence
 
 from tqdm import tqdm
 
-from data.cli import add_task_argument, parse_args, run, write_config
+from data.cli import add_task_argument, parse_args, run, write_config, writable_dir
 from data.errors import InputError, input_error
 from data.loaders import iter_examples
 from data.tasks import TaskSpec, get_task
@@ -146,7 +146,7 @@ def make_parser() -> argparse.ArgumentParser:
                         help="splits to fetch; dev and val name the same split (default: all)")
     parser.add_argument("--time_based", action="store_true",
                         help="LaMP time-based files / LongLaMP *_temporal configs (default: user-based)")
-    parser.add_argument("--out", type=Path, default=Path("data/raw"), help="root folder (default: %(default)s)")
+    parser.add_argument("--out", type=writable_dir, default=Path("data/raw"), help="root folder (default: %(default)s)")
     parser.add_argument("--from_dir", type=Path,
                         help="take the files from this folder instead of the network (same file names)")
     return parser

@@ -16,7 +16,7 @@ from typing import Sequence
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))       # run as a plain script from any folder
 
-from data.cli import parse_args, run  # noqa: E402
+from data.cli import parse_args, run, writable_dir  # noqa: E402
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -24,7 +24,7 @@ def make_parser() -> argparse.ArgumentParser:
                                      description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", default="LongLaMP_2", help="a generation task (default: %(default)s)")
-    parser.add_argument("--output_dir", default="runs/logit_adjust/quick", help="(default: %(default)s)")
+    parser.add_argument("--output_dir", type=writable_dir, default="runs/logit_adjust/quick", help="(default: %(default)s)")
     parser.add_argument("extra", nargs="*", help="more logit_adjust.main flags, after --")
     return parser
 

@@ -195,6 +195,18 @@ def test_avocado_builds_lamp6(avocado):
     assert list((avocado / "extract").iterdir()) == []      # the temporary extraction folder is gone
 
 
+def test_avocado_runs_as_a_file_as_in_the_lamp_readme(avocado):
+    script = Path("data/avocado/create_avocado_dataset.py")
+    result = subprocess.run([sys.executable, script, *map(str, avocado_args(avocado))], cwd=REPO,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert f"wrote {avocado / 'out/dev_outputs.json'}" in result.stdout
+    (example,) = load_examples(avocado / "out/train_questions.json", avocado / "out/train_outputs.json")
+    assert (example.id, example.target, example.profile[1]["title"]) == ("q1", "Subject 1", "Subject 4")
+    help_text = subprocess.run([sys.executable, script, "--help"], cwd=REPO, capture_output=True, text=True)
+    assert help_text.returncode == 0 and "--avocado_files_dir" in help_text.stdout
+
+
 def test_avocado_without_time_based_drops_user_id(avocado):
     assert run_module("data.avocado.create_avocado_dataset", *avocado_args(avocado)).returncode == 0
     assert "user_id" not in json.loads((avocado / "out/train_questions.json").read_text())[0]

@@ -4,6 +4,7 @@ The shared generation flags (data.cli) turn them into lm handle.generate() optio
 follows the task registry); lm.generation implements them (tests/test_lm.py checks the decoding itself).
 """
 import argparse
+import functools
 import json
 from pathlib import Path
 
@@ -30,7 +31,9 @@ TRAIN_GOLDS = {"task": "LaMP_4", "golds": [
 def options(*argv: str, task: str = "LaMP_4", tokenizer=None) -> dict:
     parser = argparse.ArgumentParser()
     add_generation_arguments(parser)
-    return generation_options(parse_args(parser, [str(a) for a in argv]), get_task(task), tokenizer)
+    spec = get_task(task)
+    return generation_options(parse_args(parser, [str(a) for a in argv]), spec.max_new_tokens, spec=spec,
+                              tokenizer=tokenizer)
 
 
 @pytest.fixture
@@ -106,6 +109,7 @@ def test_evaluate_llm_generates_with_the_train_gold_budget_and_the_asked_options
     seen = []
     original = ModelHandle.generate
 
+    @functools.wraps(original)      # keeps the signature, which the runtime reads its defaults from
     def spy(self, prompts, **kwargs):
         seen.append(kwargs)
         return original(self, prompts, **kwargs)

@@ -5,6 +5,9 @@
         --input_question_file_train train_questions.json --input_question_file_dev dev_questions.json \\
         --input_question_file_test test_questions.json [--time_based_separation]
 
+The LaMP README's form, ``python data/avocado/create_avocado_dataset.py ...`` from the repository root,
+runs the same.
+
 The LaMP id-only question files name an email file in each question's "input" and in each profile
 item's "text". Each zip of --avocado_files_dir holds <folder>/<email file>; the referenced emails are
 extracted into a fresh temporary folder inside --extract_addr (removed afterwards) and parsed. Then
@@ -17,17 +20,22 @@ email missing from every zip is an error naming the question file, the question 
 """
 from __future__ import annotations
 
+import sys
+from pathlib import Path, PurePosixPath
+
+if __package__ in (None, ""):  # run as a file (the LaMP README's command): import from the repository root
+    sys.path[0] = str(Path(__file__).resolve().parents[2])
+
 import argparse
 import email
 import email.policy
 import tempfile
 import zipfile
-from pathlib import Path, PurePosixPath
 from typing import Sequence
 
 from tqdm import tqdm
 
-from data.cli import parse_args, run, write_config
+from data.cli import parse_args, run, write_config, writable_dir
 from data.errors import InputError, input_error
 from data.io import read_json
 from data.loaders import as_id, write_lamp_outputs, write_lamp_questions
@@ -124,7 +132,7 @@ def make_parser() -> argparse.ArgumentParser:
                         help="folder of Avocado zip files (avocado-1.0.2/data/text)")
     parser.add_argument("--extract_addr", type=Path, required=True,
                         help="folder for temporary extraction (a fresh subfolder is made and removed)")
-    parser.add_argument("--output_dir", type=Path, required=True)
+    parser.add_argument("--output_dir", type=writable_dir, required=True)
     for split in SPLITS:
         parser.add_argument(f"--input_question_file_{split}", type=Path,
                             help=f"LaMP id-only {split} question file")

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import itertools
 import pkgutil
 import re
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Iterable, Mapping
 
 from data.errors import InputError
 
@@ -30,6 +31,11 @@ class ProfileTemplate:
     items are joined with ``join`` and ``wrap`` places them around the question (``{profile}``,
     ``{input}``); ``budget_suffix`` is extra text counted against the budget; ``insert_after_title``
     puts the profile right after the word "title" of the input (LaMP_1).
+
+    The profile study's templates (``study_*``, spec profile_study A6) budget differently: ``budget``
+    "per_item" gives every item (window - task tokens - ``reserve_tokens``) / k tokens, or, with
+    ``budget_shrinks_with_input``, what an input longer than the task share leaves; "block" cuts the joined
+    items as a whole. ``insert_after`` (a regex) puts the profile after its first match in the input.
     """
 
     item: str
@@ -39,6 +45,10 @@ class ProfileTemplate:
     join: str = ", and "
     budget_suffix: str = ""
     insert_after_title: bool = False
+    budget: str = "shared"                 # "shared" (official LaMP), "per_item" or "block" (the study's)
+    reserve_tokens: int = 0
+    budget_shrinks_with_input: bool = False
+    insert_after: str | None = None
 
     def need_string(self, item: Mapping) -> str:
         if self.need is not None:
@@ -46,6 +56,22 @@ class ProfileTemplate:
         if self.field is None:
             return self.item.format(**item)
         return self.item.format(**{**item, self.field: " "})
+
+
+@dataclass(frozen=True)
+class ItemShape:
+    """Another layout in which a task's profile items are released (e.g. OPPU's, spec curp_cope_oppu 4.3).
+
+    A profile item with all of ``fields`` is read with this shape's input/output parts, retrieval document
+    and prompt instead of the task's main ones; ``source`` says where the layout comes from (messages).
+    """
+
+    fields: tuple[str, ...]
+    input_field: str | None
+    output_field: str | None
+    document_fields: tuple[str, ...]
+    prompt_template: str
+    source: str
 
 
 @dataclass(frozen=True)
@@ -75,6 +101,10 @@ class TaskSpec:
     text_templates: Mapping[str, str] = field(default_factory=dict)
     example_item: Mapping[str, str] = field(default_factory=dict)
     example_input_fields: Mapping[str, str] = field(default_factory=dict)
+    item_variants: tuple[ItemShape, ...] = ()       # other released item layouts, tried in order
+    items_have_ids: bool = True                     # False: released items lack "id"; the loader makes them
+    user_id_required: bool = False                  # every record names its user (user_id_field)
+    legacy_names: tuple[str, ...] = ()              # names older files use for this task (told by labels)
     version: int = 1
 
     def query(self, input_text: str) -> str:
@@ -89,17 +119,42 @@ class TaskSpec:
             return input_text.split(self.query_marker, 1)[1].strip()
         return input_text.strip()
 
+    @property
+    def item_shapes(self) -> tuple[ItemShape, ...]:
+        """The main item layout (the benchmark's own), then the variants."""
+        main = ItemShape(self.item_fields, self.item_input_field, self.item_output_field, self.document_fields,
+                         self.item_prompt_template, self.benchmark)
+        return (main, *self.item_variants)
+
+    def item_shape(self, item: Mapping) -> ItemShape:
+        """The first layout whose fields the item has (the main one when none fits)."""
+        return next((shape for shape in self.item_shapes if all(f in item for f in shape.fields)),
+                    self.item_shapes[0])
+
     def document(self, item: Mapping, use_date: bool = False) -> str:
-        text = " ".join(str(item.get(f, "")) for f in self.document_fields)
+        text = " ".join(str(item.get(f, "")) for f in self.item_shape(item).document_fields)
         if use_date and self.date_field and item.get(self.date_field) is not None:
             text += f" date: {item[self.date_field]}"
         return text
 
     def item_prompt(self, item: Mapping) -> str:
-        return self.item_prompt_template.format(**item)
+        return self.item_shape(item).prompt_template.format(**item)
+
+    def item_input_field_of(self, item: Mapping) -> str | None:
+        """The name of the item's "input" field in its layout (``item_input_field`` for the main one)."""
+        return self.item_shape(item).input_field
 
     def item_output(self, item: Mapping) -> str:
-        return str(item[self.item_output_field]) if self.item_output_field else ""
+        output_field = self.item_shape(item).output_field
+        return str(item[output_field]) if output_field else ""
+
+    def label_count(self, outputs: Iterable[object] = (), items: Iterable[Mapping] = ()) -> int:
+        """How many outputs, and item outputs, are labels of this task (stripped, as the scorer reads them)."""
+        if not self.labels:
+            return 0
+        item_outputs = (item.get(self.item_shape(item).output_field) for item in items
+                        if isinstance(item, Mapping))
+        return sum(str(value).strip() in self.labels for value in itertools.chain(outputs, item_outputs))
 
     def template(self, name: str = "official") -> ProfileTemplate:
         if name not in self.templates:
@@ -176,3 +231,37 @@ def _sort_key(name: str) -> tuple:
     benchmark, _, rest = name.partition("_")
     number = re.match(r"\d+", rest)
     return (benchmark != "LaMP", int(number.group()) if number else 0, rest)
+
+
+def _readings(name: str) -> list[TaskSpec]:
+    """The tasks a file's task name may mean: its own, then tasks that older files called by that name."""
+    spec = get_task(name)
+    key = _key(str(name))
+    return [spec, *(other for other in list_tasks()
+                    if other is not spec and key in {_key(legacy) for legacy in other.legacy_names})]
+
+
+def may_mean(name: str, task: str) -> bool:
+    """Whether a file or flag saying ``name`` may hold ``task`` (LaMP_2 may be LaMP_2N, older files)."""
+    return get_task(task) in _readings(name)
+
+
+def task_of_file(name: str, outputs: Iterable[object] = (), items: Iterable[Mapping] = (),
+                 requested: str | None = None) -> TaskSpec:
+    """The task of a file that says ``name``, told by its labels when the name is ambiguous.
+
+    Before 2024-03-20 LaMP_2 was news categorization: such files say "LaMP_2" and hold news categories.
+    A name that tasks claim as a ``legacy_name`` is read as the task whose labels cover the most of
+    ``outputs`` (golds, predictions) and of ``items``' outputs (profile items); ties keep the named
+    task. ``requested`` (a flag) narrows the choice; a file that cannot hold it raises InputError.
+    """
+    readings = _readings(name)
+    if requested is not None:
+        wanted = _readings(requested)
+        readings = [spec for spec in readings if spec in wanted]
+        if not readings:
+            raise InputError(f"is {get_task(name).name} but the task is {get_task(requested).name}")
+    if len(readings) == 1:
+        return readings[0]
+    outputs, items = list(outputs), list(items)
+    return max(readings, key=lambda spec: spec.label_count(outputs, items))

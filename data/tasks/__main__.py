@@ -44,6 +44,16 @@ def validate_task(spec) -> list[str]:
             text.format(**item)
     except (KeyError, IndexError, ValueError) as err:
         problems.append(f"template rendering failed: {err!r}")
+    for shape in spec.item_variants:
+        item = {name: "x" for name in ("id", *shape.fields)}
+        if spec.item_shape(item) != shape:
+            problems.append(f"{shape.source} item layout is shadowed by an earlier one")
+        if not {shape.input_field, shape.output_field, *shape.document_fields} <= {None, *shape.fields}:
+            problems.append(f"{shape.source} item layout uses fields it does not have")
+        try:
+            spec.item_prompt(item)
+        except (KeyError, IndexError, ValueError) as err:
+            problems.append(f"{shape.source} item prompt rendering failed: {err!r}")
     if spec.best_metric not in spec.metrics:
         problems.append(f"best metric {spec.best_metric} not among metrics")
     if spec.kind != "generation" and not spec.labels:

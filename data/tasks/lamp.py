@@ -3,7 +3,7 @@
 Templates marked "official" reproduce the reference strings exactly, trailing spaces included; the
 ``study_*`` templates are the user-profile role study's (spec profile_study A6).
 """
-from data.tasks import ProfileTemplate, TaskSpec, register
+from data.tasks import ItemShape, ProfileTemplate, TaskSpec, register
 
 MOVIE_TAGS = ("sci-fi", "based on a book", "comedy", "action", "twist ending", "dystopia", "dark comedy",
               "classic", "psychology", "fantasy", "romance", "thought-provoking", "social commentary",
@@ -28,6 +28,8 @@ HEADLINE_INPUT = "Generate a headline for the following article: {text}"
 SCHOLARLY_INPUT = "Generate a title for the following abstract of a paper: {abstract}"
 SUBJECT_INPUT = "Generate a subject for the following email: {text}"
 TWEET_INPUT = "Paraphrase the following tweet without any explanation before or after it: {text}"
+# OPPU's per-user training prompt for LaMP_1 (its items pair a paper title with a cited title).
+OPPU_CITATION_INPUT = "paper title: {title} reference:"
 CITATION_INPUT = ('For an author who has written the paper with the title "{title}", which reference is '
                   'related? Just answer with [1] or [2] without explanation. [1]: "{ref1}" [2]: "{ref2}"')
 
@@ -44,8 +46,15 @@ register(TaskSpec(
     item_input_field="title", item_output_field="abstract",
     max_new_tokens=4, **CLASSIFICATION_METRICS,
     templates={"official": ProfileTemplate(item='"{title}"', field="title",
-                                           insert_after_title=True)},
-    text_templates={"oppu_input": "paper title: {title} reference:"},
+                                           insert_after_title=True),
+               # The study puts the titles after the paper's quoted title: title "X" "t1", and "t2", ...
+               "study_both": ProfileTemplate(item='"{title}"', field="title", budget="per_item",
+                                             insert_after=r'title "[^"]*"')},
+    text_templates={"oppu_input": OPPU_CITATION_INPUT},
+    # OPPU's release: the user's paper title and the title of a paper it cites (spec curp_cope_oppu 4.3).
+    item_variants=(ItemShape(fields=("title", "citation"), input_field="title", output_field="citation",
+                             document_fields=("title", "citation"), prompt_template=OPPU_CITATION_INPUT,
+                             source="OPPU"),),
     example_item={"id": "p1", "title": "Attention is all you need", "abstract": "We propose ...",
                   "date": "2017-06-12"},
     example_input_fields={"title": "A paper", "ref1": "First reference", "ref2": "Second reference"},
@@ -61,10 +70,12 @@ register(TaskSpec(
     templates={
         "official": ProfileTemplate(item='the tag for the movie: "{description}" is "{tag}" ',
                                     field="description"),
-        "study_only_output": ProfileTemplate(item='"{tag}"', join="",
+        "study_both": ProfileTemplate(item='the tag for the movie:"{description}" is "{tag}"', field="description",
+                                      budget="per_item"),
+        "study_only_output": ProfileTemplate(item='"{tag}"', join="", budget="block",
                                              wrap="the tag for the previous movies are{profile}. {input}"),
         "study_only_input": ProfileTemplate(item='"{description}"', field="description", join="",
-                                            wrap="The previous movies are {profile}. {input}"),
+                                            budget="per_item", wrap="The previous movies are {profile}. {input}"),
     },
     text_templates={"oppu_input": MOVIE_INPUT + " tag:"},
     example_item={"id": "m1", "description": "A robot falls in love.", "tag": "sci-fi", "date": "2001-01-01"},
@@ -80,8 +91,15 @@ register(TaskSpec(
     item_prompt_template=NEWS_INPUT, item_input_field="text", item_output_field="category",
     max_new_tokens=8, **CLASSIFICATION_METRICS,
     templates={"official": ProfileTemplate(item='the category for the article: "{text}" is "{category}" ',
-                                           field="text")},
+                                           field="text"),
+               "study_both": ProfileTemplate(item='the category for the article:"{text}" is "{category}"',
+                                             field="text", budget="per_item")},
     text_templates={"oppu_input": NEWS_INPUT + " category:"},
+    # Files from before the relabelling say "LaMP_2"; their news categories tell them apart.
+    legacy_names=("LaMP_2",),
+    # OPPU's release drops the title (spec curp_cope_oppu 4.3).
+    item_variants=(ItemShape(fields=("text", "category"), input_field="text", output_field="category",
+                             document_fields=("text",), prompt_template=NEWS_INPUT, source="OPPU"),),
     example_item={"id": "n1", "title": "Vote", "text": "The senate voted.", "category": "politics",
                   "date": "2016-01-01"},
     example_input_fields={"text": "The team won the final."},
@@ -96,9 +114,12 @@ register(TaskSpec(
     metrics=("MAE", "RMSE"), best_metric="MAE", greater_is_better=False, max_new_tokens=4,
     templates={
         "official": ProfileTemplate(item='{score} is the score for "{text}" ', field="text"),
-        "study_only_output": ProfileTemplate(item="{score}", join=", ",
+        # The study's LaMP_3 items share what a long review leaves of the window.
+        "study_both": ProfileTemplate(item='{score} is the score for"{text}"', field="text", budget="per_item",
+                                      budget_shrinks_with_input=True),
+        "study_only_output": ProfileTemplate(item="{score}", join=", ", budget="block",
                                              wrap="{profile} is the score for the previous review. {input}"),
-        "study_only_input": ProfileTemplate(item='"{text}"', field="text", join="",
+        "study_only_input": ProfileTemplate(item='"{text}"', field="text", join="", budget="per_item",
                                             wrap="The previous reviews are {profile}. {input}"),
     },
     text_templates={"oppu_input": RATING_INPUT + "\n score:"},
@@ -114,9 +135,11 @@ register(TaskSpec(
     max_new_tokens=32, **SHORT_GENERATION_METRICS,
     templates={
         "official": ProfileTemplate(item='"{title}" is the title for "{text}" ', field="text"),
-        "study_only_output": ProfileTemplate(item='"{title}"', join="",
+        "study_both": ProfileTemplate(item='"{title}" is the title for"{text}"', field="text", budget="per_item",
+                                      reserve_tokens=5),
+        "study_only_output": ProfileTemplate(item='"{title}"', join="", budget="block",
                                              wrap="{profile} is the title for previous articles. {input}"),
-        "study_only_input": ProfileTemplate(item='"{text}"', field="text", join="",
+        "study_only_input": ProfileTemplate(item='"{text}"', field="text", join="", budget="per_item",
                                             wrap="The previous articles are {profile}. {input}"),
     },
     text_templates={"oppu_input": "Generate a headline for the following article.\n article: {text} headline:",
@@ -137,9 +160,11 @@ register(TaskSpec(
         "official": ProfileTemplate(item='"{title}" is a title for "{abstract}" ', field="abstract",
                                     need='"{title}" is a title " " ', wrap="{profile}. Following the given "
                                     "patterns {input}", budget_suffix="Following the given patterns"),
-        "study_only_output": ProfileTemplate(item='"{title}"', join="", wrap="{profile} is the title for the "
-                                             "previous papers. Following the given patterns {input}"),
-        "study_only_input": ProfileTemplate(item='"{abstract}"', field="abstract", join="",
+        "study_both": ProfileTemplate(item='"{title}" is the title for"{abstract}"', field="abstract",
+                                      budget="per_item", wrap="{profile}. Following the given patterns {input}"),
+        "study_only_output": ProfileTemplate(item='"{title}"', join="", budget="block", wrap="{profile} is the "
+                                             "title for the previous papers. Following the given patterns {input}"),
+        "study_only_input": ProfileTemplate(item='"{abstract}"', field="abstract", join="", budget="per_item",
                                             wrap="The previous papers are {profile}. Following the given "
                                                  "patterns {input}"),
     },
@@ -156,7 +181,9 @@ register(TaskSpec(
     input_template=SUBJECT_INPUT, query_marker=":", item_fields=("title", "text"),
     document_fields=("text",), item_prompt_template=SUBJECT_INPUT, item_input_field="text",
     item_output_field="title", max_new_tokens=32, **SHORT_GENERATION_METRICS,
-    templates={"official": ProfileTemplate(item='"{title}" is the title for "{text}" ', field="text")},
+    templates={"official": ProfileTemplate(item='"{title}" is the title for "{text}" ', field="text"),
+               "study_both": ProfileTemplate(item='"{title}" is the title for"{text}"', field="text",
+                                             budget="per_item")},
     text_templates={"oppu_input": "Generate a subject for the following email.\n email: {text} subject:"},
     example_item={"id": "e1", "title": "Lunch", "text": "Shall we meet at noon?", "date": "2001-05-01"},
     example_input_fields={"text": "Please find the report attached."},
@@ -173,6 +200,8 @@ register(TaskSpec(
                                     wrap="{profile} are written by a person. Following the given patterns "
                                          "{input}",
                                     budget_suffix="are written by user. Following the given patterns"),
+        "study_both": ProfileTemplate(item='"{text}"', field="text", budget="per_item", reserve_tokens=10,
+                                      wrap="{profile} are written by a person. Following the given patterns {input}"),
     },
     text_templates={"oppu_input": "tweet:"},
     example_item={"id": "t1", "text": "loving this sunny day!!", "date": "2012-07-01"},

@@ -19,7 +19,7 @@ register(TaskSpec(
     kind="generation", description="Personalized email completion (Avocado, licensed)",
     input_template=EMAIL_INPUT, query_marker=":", item_fields=("title", "text"), document_fields=("text",),
     item_prompt_template=EMAIL_INPUT, item_input_field="title", item_output_field="text",
-    date_field="date", max_new_tokens=256, **LONG_METRICS,
+    date_field="date", max_new_tokens=256, **LONG_METRICS, user_id_required=True,
     templates={"official": ProfileTemplate(item='"{title}" is the title for "{text}" ', field="text")},
     example_item={"id": "e1", "title": "Lunch", "text": "Shall we meet at noon? Best, A."},
     example_input_fields={"title": "Quarterly report"},
@@ -32,7 +32,7 @@ register(TaskSpec(
     item_fields=("title", "abstract"), document_fields=("title", "abstract"),
     item_prompt_template=ABSTRACT_INPUT, item_input_field="title", item_output_field="abstract",
     user_id_field="name", date_field="year", max_new_tokens=256, hf_config="abstract_generation_user",
-    **LONG_METRICS,
+    **LONG_METRICS, user_id_required=True,
     templates={"official": ProfileTemplate(
         item='"{abstract}" is the abstract for the title "{title}"', field="abstract",
         wrap="{profile}. Use the above abstracts as context to understand the style and language of the "
@@ -51,6 +51,7 @@ register(TaskSpec(
     document_fields=("overall", "summary", "description", "reviewText"), item_prompt_template=REVIEW_INPUT,
     item_input_field="description", item_output_field="reviewText", user_id_field="reviewerId",
     date_field=None, max_new_tokens=256, hf_config="product_review_user", **LONG_METRICS,
+    user_id_required=True, items_have_ids=False,   # the HF rows' profile items carry no "id"
     templates={"official": ProfileTemplate(
         item='"{overall}" is a rating for the product with description "{description}". "{summary}" is '
              'summary for "{reviewText}" ', field="reviewText",
@@ -70,7 +71,8 @@ register(TaskSpec(
     item_fields=("summary", "content"), document_fields=("summary", "content"),
     item_prompt_template=TOPIC_INPUT, item_input_field="summary", item_output_field="content",
     user_id_field="author", date_field=None, max_new_tokens=256, hf_config="topic_writing_user",
-    **LONG_METRICS,
+    **LONG_METRICS, user_id_required=True,
+    items_have_ids=False,                          # the HF rows' profile items carry no "id"
     templates={"official": ProfileTemplate(item='"{summary}" is a summary for "{content}" ', field="content",
                                            wrap="{profile}. Following the given patterns, {input}")},
     text_templates={"oppu_input": "Generate the content for a reddit post {summary}.\ncontent: ",
