@@ -306,7 +306,7 @@ def run_experiment(args) -> dict:
     # Personalized runs need HF's logits processors; the baseline must come from the same engine.
     handle = load_model(args.model_name, device=args.device, dtype=args.dtype, backend=args.backend,
                         needs_hf=bool(betas), allow_download=args.allow_download)
-    options = generation_options(args, spec.max_new_tokens)
+    options = generation_options(args, spec.max_new_tokens, spec=spec, tokenizer=handle.tokenizer)
     options["chat"] = prompt_chat(args.prompt_style, args.chat, handle)
     profiles = [user_profile(spec, example) for example in selected]
     users = [profile.user_id for profile in profiles]
