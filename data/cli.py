@@ -23,6 +23,9 @@ from data.errors import InputError
 from data.io import atomic_write_bytes, atomic_write_json, check_writable
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# --length_from_golds: answers are cut at this quantile of the train golds' lengths (best mean ROUGE-1 of
+# no-profile and BM25 top-3 on gitlamp TRAIN among 0.5/0.75/0.9/0.95/1, lamp_rag/README.md).
+DEFAULT_LENGTH_QUANTILE = 0.95
 log = logging.getLogger("lampkit")
 T = TypeVar("T")
 
@@ -409,11 +412,25 @@ class GenerationOptions:
     seed: int = option(0, "random seed (sampling, random retrieval)")
     chat: str = option("auto", "apply the model's chat template (auto: when the model has one)",
                        choices=["auto", "on", "off"])
+    stop_at_newline: str = option("auto", "end an answer with its first non-blank line (auto: for tasks with "
+                                          "one-line answers; they keep only that line anyway, so the text is the "
+                                          "same and generation shorter)", choices=["auto", "on", "off"])
+    output_repetition_penalty: float = option(1.0, "repetition penalty on the generated tokens only, not the "
+                                                   "prompt's (1 = off)")
+    length_from_golds: str | None = option(None, "a {task, golds} file of TRAIN golds (never the evaluated "
+                                                 "split): max_new_tokens becomes the --length_quantile of their "
+                                                 "lengths in the model's tokens")
+    length_quantile: float | None = option(None, f"with --length_from_golds (default: {DEFAULT_LENGTH_QUANTILE})")
 
-    def generate_kwargs(self, max_new_tokens: int, num_beams: int = 1) -> dict:
-        """handle.generate() options; ``max_new_tokens`` / ``num_beams`` fill what the user left unset."""
+    def generate_kwargs(self, max_new_tokens: int, num_beams: int = 1, *, spec=None, tokenizer=None) -> dict:
+        """handle.generate() options; ``max_new_tokens`` / ``num_beams`` fill what the user left unset.
+
+        The task ``spec`` turns the one-line stop on for single-line tasks; a length budget from
+        ``--length_from_golds`` needs both the spec and the model's ``tokenizer``.
+        """
+        budget = self._length_budget(spec, tokenizer)
         return {
-            "max_new_tokens": self.max_new_tokens or max_new_tokens,
+            "max_new_tokens": self.max_new_tokens or budget or max_new_tokens,
             "num_beams": self.num_beams or num_beams,
             "do_sample": self.do_sample,
             "temperature": self.temperature,
@@ -423,7 +440,30 @@ class GenerationOptions:
             "batch_size": self.batch_size,
             "seed": self.seed,
             "chat": {"auto": None, "on": True, "off": False}[self.chat],
+            "stop_at_newline": {"auto": bool(spec and spec.single_line), "on": True, "off": False}[
+                self.stop_at_newline],
+            "output_repetition_penalty": self.output_repetition_penalty,
         }
+
+    def _length_budget(self, spec, tokenizer) -> int | None:
+        """max_new_tokens from the train golds of --length_from_golds; None without it."""
+        if self.length_from_golds is None:
+            if self.length_quantile is not None:
+                raise InputError("--length_quantile needs --length_from_golds")
+            return None
+        if self.max_new_tokens:
+            raise InputError("give either --max_new_tokens or --length_from_golds, not both")
+        if spec is None or tokenizer is None:
+            raise ValueError("a length budget from golds needs the task spec and the model's tokenizer")
+        from data.loaders import read_golds
+        from lm.generation import length_budget
+
+        _, golds = read_golds(self.length_from_golds, task=spec.name)
+        quantile = DEFAULT_LENGTH_QUANTILE if self.length_quantile is None else self.length_quantile
+        budget = length_budget(tokenizer, list(golds.values()), quantile)
+        log.info("max_new_tokens %d: the %.2f quantile of %d gold lengths in %s", budget, quantile, len(golds),
+                 self.length_from_golds)
+        return budget
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, *flags: str, default: str | None = "default",
@@ -439,6 +479,8 @@ def add_generation_arguments(parser: argparse.ArgumentParser, exclude: Sequence[
     add_dataclass_arguments(parser, GenerationOptions, "generation", exclude=exclude)
 
 
-def generation_options(args: argparse.Namespace, max_new_tokens: int, num_beams: int = 1) -> dict:
-    """The keyword arguments of lm handle.generate() from the shared generation flags."""
-    return from_args(GenerationOptions, args).generate_kwargs(max_new_tokens, num_beams)
+def generation_options(args: argparse.Namespace, max_new_tokens: int, num_beams: int = 1, *, spec=None,
+                       tokenizer=None) -> dict:
+    """The keyword arguments of lm handle.generate() from the shared generation flags (see generate_kwargs)."""
+    return from_args(GenerationOptions, args).generate_kwargs(max_new_tokens, num_beams, spec=spec,
+                                                              tokenizer=tokenizer)

@@ -80,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handle = model.load(needs_hf=(generation.num_beams or 1) > 1 or prompt.prompt_style == "official")
     style = resolve_prompt_style(prompt.prompt_style, handle)
     max_new_tokens, num_beams = default_decoding(style, spec)
-    decoding = generation.generate_kwargs(max_new_tokens, num_beams)
+    decoding = generation.generate_kwargs(max_new_tokens, num_beams, spec=spec, tokenizer=handle.tokenizer)
     log.info("%s: %d questions, prompt style %s, profile %s, %d beams, %d new tokens", spec.name, len(examples),
              style, f"{retrieval.retriever} top-{retrieval.num_retrieved}" if retrieval.use_profile else "none",
              decoding["num_beams"], decoding["max_new_tokens"])

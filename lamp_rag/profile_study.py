@@ -153,7 +153,8 @@ def run_task(args: argparse.Namespace, task: str, root) -> None:
                                     options.input_max_length, options.task_max_length)
                for split, items in selected.items()}
     generation = from_args(GenerationOptions, args).generate_kwargs(training.generation_max_length,
-                                                                    training.generation_num_beams)
+                                                                    training.generation_num_beams, spec=spec,
+                                                                    tokenizer=handle.tokenizer)
     generation.update(batch_size=training.per_device_batch_size, seed=training.seed,
                       **prompt_cut_options(options.input_max_length))
     model_id = None

@@ -171,7 +171,8 @@ class ModelHandle:
                  repetition_penalty: float = 1.0, seed: int | None = None, batch_size: int = 16,
                  chat: bool | None = None, logits_processor: Any = None, progress: bool = True,
                  max_input_tokens: int | None = None, truncation_side: str = "left",
-                 adapter_names: Sequence[str | None] | None = None) -> list[str]:
+                 adapter_names: Sequence[str | None] | None = None, stop_at_newline: bool = False,
+                 output_repetition_penalty: float = 1.0) -> list[str]:
         """Only the new text per prompt (special tokens stripped), in input order.
 
         prompts: strings or chat message lists. chat=None uses the chat template when the model has one.
@@ -183,10 +184,15 @@ class ModelHandle:
         lm.prompting.encode_prompts).
         adapter_names: one adapter name per prompt (None or "__base__": the base model), mixed freely in
         one batch; default: this handle's ``adapter`` for every prompt.
+        stop_at_newline: end a row once it has written a non-blank line (the vLLM backend runs to
+        max_new_tokens instead: the first line, which single-line tasks keep, is the same).
+        output_repetition_penalty: repetition penalty on the generated tokens only (not the prompt's);
+        the vLLM backend has no such penalty and falls back to Hugging Face generation.
         """
         prompts = list(prompts)
         if self.vllm_engine is not None:
-            if logits_processor is None and num_beams == 1 and adapter_names is None:
+            if (logits_processor is None and num_beams == 1 and adapter_names is None
+                    and output_repetition_penalty == 1.0):
                 encoded = encode_prompts(self, prompts, chat, input_budget(self, max_new_tokens, max_input_tokens),
                                          truncation_side)
                 return self.vllm_engine.generate(encoded, max_new_tokens=max_new_tokens, do_sample=do_sample,
@@ -194,14 +200,16 @@ class ModelHandle:
                                                  repetition_penalty=repetition_penalty, seed=seed,
                                                  progress=progress)
             reason = ("a logits processor" if logits_processor is not None
-                      else "beam search" if num_beams > 1 else "per-row adapter names")
+                      else "beam search" if num_beams > 1 else "per-row adapter names" if adapter_names is not None
+                      else "output_repetition_penalty")
             log.warning("vLLM backend: %s needs Hugging Face generation; falling back to it", reason)
         token_ids = generate_ids(self, prompts, max_new_tokens=max_new_tokens, num_beams=num_beams,
                                  do_sample=do_sample, temperature=temperature, top_p=top_p, top_k=top_k,
                                  repetition_penalty=repetition_penalty, seed=seed, batch_size=batch_size,
                                  chat=chat, logits_processor=logits_processor, progress=progress,
                                  max_input_tokens=max_input_tokens, truncation_side=truncation_side,
-                                 adapter_names=adapter_names)
+                                 adapter_names=adapter_names, stop_at_newline=stop_at_newline,
+                                 output_repetition_penalty=output_repetition_penalty)
         return decode(self.tokenizer, token_ids)
 
     def score(self, prompts: Sequence[Prompt], targets: Sequence[str], batch_size: int = 16,

@@ -33,15 +33,12 @@ log = logging.getLogger("lampkit.runtime")
 
 # Generation options that change speed, not the text, so a resumed run may change them freely.
 THROUGHPUT_OPTIONS = ("batch_size", "progress")
-# Tasks whose registry length is at most this answer in one line (labels, ratings, headlines, titles,
-# tweets); their outputs keep only the first non-empty line. Long-form tasks keep the whole text.
-SINGLE_LINE_MAX_TOKENS = 64
 
 
 def postprocess(spec: TaskSpec, text: str) -> str:
     """Uniform, minimal clean-up: strip; short-output tasks keep their first non-empty line."""
     text = text.strip()
-    if spec.max_new_tokens <= SINGLE_LINE_MAX_TOKENS:
+    if spec.single_line:
         text = next((line.strip() for line in text.splitlines() if line.strip()), "")
     return text
 

@@ -15,6 +15,7 @@ from transformers import LogitsProcessor
 
 from data.errors import InputError
 from lm import TargetScore, add_special_tokens, load_encoder, load_model
+from lm.generation import generate_ids
 from lm.prompting import encode_prompts
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -447,3 +448,50 @@ def test_generate_passes_right_truncation_to_the_model(causal, monkeypatch):
                     progress=False)
     causal.generate([long_prompt], max_new_tokens=2, max_input_tokens=12, chat=False, progress=False)
     assert seen == [full[:12], [full[0]] + full[-11:]]
+
+
+# ----------------------------------------------------------------------------- short-answer decoding
+class ForceRowSequences(LogitsProcessor):
+    """Forces row r to write sequences[r] step by step (its last token again once the sequence is used up)."""
+
+    def __init__(self, prompt_width, sequences):
+        self.prompt_width, self.sequences = prompt_width, sequences
+
+    def __call__(self, input_ids, scores):
+        step = input_ids.shape[1] - self.prompt_width
+        forced = torch.full_like(scores, float("-inf"))
+        for row, tokens in enumerate(self.sequences):
+            forced[row, tokens[min(step, len(tokens) - 1)]] = 0.0
+        return forced
+
+
+def test_stop_at_newline_ends_each_row_after_its_first_non_blank_line(causal):
+    vocab = causal.tokenizer.get_vocab()
+    newline, team, the = vocab["Ċ"], vocab["Ġteam"], vocab["Ġthe"]
+    prompts = ["Rate the review", "A young scientist studied rising food prices."]
+    width = max(len(ids) for ids in encode_prompts(causal, prompts, chat=None, max_tokens=None))
+    # Row 0: a blank line, a line, then more lines; row 1: one line that never ends.
+    rows = [[newline, team, the, newline, the, newline, team, team], [team, the] * 4]
+    options = dict(max_new_tokens=8, batch_size=2, progress=False,
+                   logits_processor=lambda batch: ForceRowSequences(width, [rows[i] for i in batch]))
+    assert generate_ids(causal, prompts, **options) == rows
+    stopped = generate_ids(causal, prompts, stop_at_newline=True, **options)
+    assert stopped == [[newline, team, the, newline], [team, the] * 4]
+    assert causal.generate(prompts, stop_at_newline=True, **options) == ["team the", " ".join(["team the"] * 4)]
+
+
+def test_output_repetition_penalty_stops_loops_but_spares_the_prompt(causal):
+    plain = generate_ids(causal, STRING_PROMPTS, max_new_tokens=16, progress=False)
+    assert any(len(set(ids)) < len(ids) for ids in plain)          # the random model loops
+    penalized = generate_ids(causal, STRING_PROMPTS, max_new_tokens=16, output_repetition_penalty=1e6,
+                             progress=False)
+    assert all(len(set(ids)) == len(ids) for ids in penalized)
+    # The first new token is never penalized, even when the prompt holds it (the plain penalty would).
+    prompt_ids = encode_prompts(causal, STRING_PROMPTS, chat=None, max_tokens=None)
+    echoed = [i for i, ids in enumerate(plain) if ids[0] in prompt_ids[i]]
+    assert echoed
+    assert [penalized[i][0] for i in echoed] == [plain[i][0] for i in echoed]
+    everywhere = generate_ids(causal, STRING_PROMPTS, max_new_tokens=1, repetition_penalty=1e6, progress=False)
+    assert all(everywhere[i][0] != plain[i][0] for i in echoed)
+    with pytest.raises(InputError, match="output_repetition_penalty"):
+        causal.generate(STRING_PROMPTS, output_repetition_penalty=0.0, progress=False)

@@ -16,6 +16,10 @@ from typing import Iterable, Mapping
 
 from data.errors import InputError
 
+# Tasks whose length is at most this answer in one line (labels, ratings, headlines, titles, subjects,
+# tweets); long-form tasks (LongLaMP, 256 tokens) write paragraphs.
+SINGLE_LINE_MAX_TOKENS = 64
+
 
 @dataclass(frozen=True)
 class ProfileTemplate:
@@ -163,6 +167,11 @@ class TaskSpec:
             raise InputError(f"task {self.name} has no text template {name!r}; "
                              f"available: {', '.join(sorted(self.text_templates))}")
         return self.text_templates[name]
+
+    @property
+    def single_line(self) -> bool:
+        """Answers are one line: outputs keep their first non-blank line and generation may stop at its end."""
+        return self.max_new_tokens <= SINGLE_LINE_MAX_TOKENS
 
     @property
     def all_names(self) -> tuple[str, ...]:
