@@ -262,3 +262,19 @@ def test_scorer_writes_per_question_feedback_beside_the_run_folder(tiny_causal_l
         assert feedback[qid]["metric"] == {name: values[row] for name, values in expected.items()}
         assert feedback[qid]["input"].count("user: ") == 3     # two retrieved items + the question, as chat turns
     assert json.loads((out / "scores.json").read_text())["num_examples"] == 3
+
+
+def test_rspg_bad_input_is_one_line(tmp_path, capsys):
+    write(tmp_path / "train.json", {"not": "a list"})
+    base = ["--rspg_type", "Pre", "--task", "LaMP_4", "--name", "x", "--checkpoint_dir", str(tmp_path / "runs")]
+    assert run(rspg.main, ["--do_validation", *base]) == 2
+    assert "--model_path" in capsys.readouterr().err
+    assert run(rspg.main, ["--do_train", "--train_data", str(tmp_path / "train.json"), *base]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "train.json" in err and "\n" not in err
+    records = selection_records(2)
+    records[1]["labels"] = [1.0]
+    write(tmp_path / "train.json", records)
+    assert run(rspg.main, ["--do_train", "--train_data", str(tmp_path / "train.json"), *base]) == 2
+    assert "record 'q1'" in capsys.readouterr().err
+    assert not (tmp_path / "runs" / "x").exists()
