@@ -14,6 +14,8 @@ set -euo pipefail
 : "${EVAL_DATA:=$DATA_DIR/dev_questions.json}"
 : "${EVAL_OUTPUTS:=$DATA_DIR/dev_outputs.json}"
 : "${LIMIT:=}"                                       # first N examples of each split (empty: all)
+: "${TRAIN_ITEMS:=}"                                 # first N history items per training example (empty: all)
+: "${EVAL_ITEMS:=}"                                  # the same for the evaluation split (the projector reads his_len)
 : "${ENCODER:=default}"                              # packaged MiniLM; or a cached facebook/contriever
 : "${DEVICE:=}"                                      # empty: cuda when present
 : "${NUM_SUBSPACES:=2}"                              # CURP_code: 2
@@ -33,8 +35,10 @@ launch() {
 
 # ---------------------------------------------------------------- stage 0: history embeddings
 for split in train eval; do
-    if [ "$split" = train ]; then data=$TRAIN_DATA; outputs=$TRAIN_OUTPUTS; else data=$EVAL_DATA; outputs=$EVAL_OUTPUTS; fi
-    mapfile -t extra < <(optional --outputs "$outputs"; optional --limit "$LIMIT"; optional --device "$DEVICE")
+    if [ "$split" = train ]; then data=$TRAIN_DATA outputs=$TRAIN_OUTPUTS items=$TRAIN_ITEMS
+    else data=$EVAL_DATA outputs=$EVAL_OUTPUTS items=$EVAL_ITEMS; fi
+    mapfile -t extra < <(optional --outputs "$outputs"; optional --limit "$LIMIT"; optional --max_items "$items"
+                         optional --device "$DEVICE")
     python -m curp.encode --task "$TASK" --data "$data" --encoder "$ENCODER" \
         --output "$OUT_ROOT/embeddings/$split.safetensors" "${extra[@]}"
 done

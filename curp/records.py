@@ -35,13 +35,15 @@ class SourceOptions:
     task: str = option(help="a LaMP/LongLaMP task name or alias, or 'alignx'")
     outputs: str | None = option(None, "gold outputs {task, golds} when the questions file has none")
     limit: int | None = option(None, "use only the first N examples (smoke runs)", minimum=1)
+    max_items: int | None = option(None, "keep only each example's first N history items (default: all; "
+                                         "the projector uses the first his_len)", minimum=1)
 
     def resolved(self) -> "SourceOptions":
         """Absolute paths and the canonical task name, as stored in the embeddings file."""
         from data.tasks import get_task
 
         task = ALIGNX if self.task.lower() == ALIGNX else get_task(self.task).name
-        return SourceOptions(data=str(Path(self.data).resolve()), task=task, limit=self.limit,
+        return SourceOptions(data=str(Path(self.data).resolve()), task=task, limit=self.limit, max_items=self.max_items,
                              outputs=str(Path(self.outputs).resolve()) if self.outputs else None)
 
 
@@ -58,14 +60,15 @@ def load_source(source: SourceOptions) -> list[CurpExample]:
     if source.task == ALIGNX:
         from data.alignx import history_texts, iter_alignx
 
-        return [CurpExample(str(index), record.prompt, record.chosen, history_texts(record))
+        return [CurpExample(str(index), record.prompt, record.chosen, history_texts(record, source.max_items))
                 for index, record in enumerate(iter_alignx(source.data, source.limit))]
     from data.loaders import load_examples
     from data.tasks import get_task
 
     spec = get_task(source.task)
     examples = load_examples(source.data, source.outputs, task=spec.name, limit=source.limit)
-    return [CurpExample(example.id, example.input, example.target, [spec.document(item) for item in example.profile])
+    return [CurpExample(example.id, example.input, example.target,
+                        [spec.document(item) for item in example.profile[:source.max_items]])
             for example in examples]
 
 

@@ -190,3 +190,16 @@ def test_codebook_size_larger_than_data_is_input_error(lamp4_embeddings, tmp_pat
     code = run(train_codebook.main, ["--embeddings", str(lamp4_embeddings), "--output_dir", str(tmp_path / "x"),
                                      "--codebook_size", "500"])
     assert code == 2 and "--codebook_size 500" in capsys.readouterr().err
+
+
+def test_history_comes_from_the_registry_document_and_max_items_cuts_it(tmp_path):
+    from curp.records import SourceOptions, load_source
+    from data.tasks import get_task
+
+    questions, outputs = write_lamp4(tmp_path)
+    source = SourceOptions(data=str(questions), task="lamp4", outputs=str(outputs), max_items=3).resolved()
+    examples = load_source(source)
+    assert source.task == "LaMP_4" and [len(e.history) for e in examples] == [3] * 6
+    profile = json.loads(questions.read_text())[2]["profile"]
+    assert examples[2].history == [get_task("LaMP_4").document(item) for item in profile[:3]]
+    assert examples[2].answer == "Tram closes" and examples[2].question.endswith("The tram closed.")
