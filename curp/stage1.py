@@ -16,10 +16,12 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from curp.codebook import LossWeights, ProductQuantizer, plot_usage, stage1_loss, usage_report, COLLAPSE_DIVERSITY_BOOST
+from curp.codebook import (COLLAPSE_DIVERSITY_BOOST, LossWeights, ProductQuantizer, plot_usage, stage1_loss,
+                           usage_report)
+from curp.optim import OptimizerOptions, epoch_order, load_checkpoint, save_torch
 from data.cli import option
 from data.fingerprint import fingerprint
-from data.io import atomic_open, atomic_write_json
+from data.io import atomic_write_json
 
 log = logging.getLogger("lampkit.curp")
 
@@ -31,7 +33,7 @@ USAGE_PLOT = "usage.png"
 
 @dataclass
 class CodebookOptions:
-    """The codebook and how it is trained (defaults: CURP_code's step1.sh)."""
+    """The codebook and its loss (defaults: CURP_code's step1.sh); AdamW and length: curp.optim.OptimizerOptions."""
 
     num_subspaces: int = option(2, "product-quantization sub-spaces M (the embedding width must divide by it)", minimum=1)
     codebook_size: int = option(1000, "code words K per sub-space", minimum=2)
@@ -39,15 +41,9 @@ class CodebookOptions:
     kmeans_max_iters: int = option(100, "balanced k-means iterations at most; 0 = random N(0, 1) start", minimum=0)
     group_size: int = option(8, "consecutive embeddings per group (CURP_code's batch_size_per_sample)", minimum=1)
     batch_size: int = option(32, "groups per optimizer step (over all processes)", minimum=1)
-    learning_rate: float = option(5e-4, "AdamW learning rate")
-    weight_decay: float = option(0.01, "AdamW weight decay")
-    max_grad_norm: float = option(1.0, "gradient-norm clip")
-    num_epochs: int = option(10, "passes over the groups", minimum=1)
     codebook_weight: float = option(1.0, "weight of MSE(sg(q), e) + MSE(q, sg(e))")
     diversity_weight: float = option(0.15, "weight of -5 tanh(min code-word distance / 5)")
     usage_weight: float = option(1.0, "weight of the code-usage term")
-    seed: int = option(0, "seed of the k-means sample and start and of the batch order")
-    save_steps: int = option(100, "checkpoint every N steps (and at each epoch's end)", minimum=1)
 
     def weights(self) -> LossWeights:
         return LossWeights(self.codebook_weight, self.diversity_weight, self.usage_weight)
@@ -65,9 +61,9 @@ def check_shapes(vectors: torch.Tensor, options: CodebookOptions, where) -> None
                                  "need at least one embedding per code word")
 
 
-def initialized_quantizer(vectors: torch.Tensor, options: CodebookOptions) -> ProductQuantizer:
-    generator = torch.Generator().manual_seed(options.seed)
-    torch.manual_seed(options.seed)
+def initialized_quantizer(vectors: torch.Tensor, options: CodebookOptions, seed: int) -> ProductQuantizer:
+    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
     quantizer = ProductQuantizer(vectors.shape[1], options.num_subspaces, options.codebook_size)
     if options.kmeans_max_iters:
         sample = vectors[torch.randperm(len(vectors), generator=generator)[:options.init_sample_size]]
@@ -76,48 +72,33 @@ def initialized_quantizer(vectors: torch.Tensor, options: CodebookOptions) -> Pr
     return quantizer
 
 
-def epoch_batches(num_groups: int, options: CodebookOptions, epoch: int) -> list[torch.Tensor]:
-    """Group indices of each step of ``epoch``: a permutation seeded by (seed, epoch)."""
-    order = torch.randperm(num_groups, generator=torch.Generator().manual_seed(options.seed * 100003 + epoch))
-    return list(order.split(options.batch_size))
+def settings_key(vectors: torch.Tensor, options: CodebookOptions, optim: OptimizerOptions) -> str:
+    """What the result depends on: a checkpoint of other settings or embeddings is never resumed."""
+    return fingerprint({"options": asdict(options), "optim": optim.settings(),
+                        "embeddings": fingerprint(vectors.numpy().tobytes())})
 
 
-def settings_key(vectors: torch.Tensor, options: CodebookOptions) -> str:
-    """What the result depends on (not save_steps): a checkpoint of other settings is never resumed."""
-    settings = {k: v for k, v in asdict(options).items() if k != "save_steps"}
-    return fingerprint({"options": settings, "embeddings": fingerprint(vectors.numpy().tobytes())})
-
-
-def save_torch(path: Path, value) -> None:
-    with atomic_open(path, "wb") as handle:
-        torch.save(value, handle)
-
-
-def train_codebook(vectors: torch.Tensor, options: CodebookOptions, output_dir: Path, accelerator,
-                   extra: dict | None = None) -> ProductQuantizer:
+def train_codebook(vectors: torch.Tensor, options: CodebookOptions, optim: OptimizerOptions, output_dir: Path,
+                   accelerator, extra: dict | None = None) -> ProductQuantizer:
     """Train (or resume) and write codebook.pt, usage.json and usage.png into ``output_dir``."""
-    key = settings_key(vectors, options)
+    key = settings_key(vectors, options, optim)
     checkpoint_path = output_dir / CHECKPOINT_FILE
-    state = torch.load(checkpoint_path, map_location="cpu", weights_only=True) if checkpoint_path.is_file() else None
-    if state is not None and state["key"] != key:
-        log.info("%s was made with other settings or embeddings; starting over", checkpoint_path)
-        state = None
-    quantizer = initialized_quantizer(vectors, options) if state is None else \
+    state = load_checkpoint(checkpoint_path, key)
+    quantizer = initialized_quantizer(vectors, options, optim.seed) if state is None else \
         ProductQuantizer(vectors.shape[1], options.num_subspaces, options.codebook_size)
-    optimizer = torch.optim.AdamW(quantizer.parameters(), lr=options.learning_rate, weight_decay=options.weight_decay)
+    optimizer = optim.adamw(quantizer.parameters())
     step, boost = 0, 1.0
     if state is not None:
         quantizer.load_state_dict(state["quantizer"])
         optimizer.load_state_dict(state["optimizer"])
         step, boost = state["step"], state["diversity_boost"]
         torch.set_rng_state(state["rng"])
-        log.info("resuming from %s at step %d", checkpoint_path, step)
     # Forward passes go through the prepared (DDP-wrapped when distributed) module, so gradients sync.
     model, optimizer = accelerator.prepare(quantizer, optimizer)
     groups = vectors[: max(1, len(vectors) // options.group_size) * options.group_size]
     groups = groups.reshape(-1, min(options.group_size, len(vectors)), vectors.shape[1])
     steps_per_epoch = math.ceil(len(groups) / options.batch_size)
-    total_steps = steps_per_epoch * options.num_epochs
+    total_steps = steps_per_epoch * optim.num_epochs
 
     def checkpoint() -> None:
         if accelerator.is_main_process:
@@ -129,33 +110,35 @@ def train_codebook(vectors: torch.Tensor, options: CodebookOptions, output_dir: 
               disable=not accelerator.is_main_process) as bar:
         while step < total_steps:
             epoch, position = divmod(step, steps_per_epoch)
-            batch = epoch_batches(len(groups), options, epoch)[position]
+            batch = epoch_order(len(groups), optim.seed, epoch).split(options.batch_size)[position]
             # Each process takes its share of the step's groups.
             share = batch[accelerator.process_index::accelerator.num_processes]
-            loss, parts, collapsed = stage1_loss(quantizer, groups[share].to(accelerator.device), options.weights(), boost, model)
+            loss, parts, collapsed = stage1_loss(quantizer, groups[share].to(accelerator.device), options.weights(),
+                                                 boost, model)
             if collapsed and boost == 1.0:
                 log.info("codebook collapse at step %d: diversity weight x%g from now on", step, COLLAPSE_DIVERSITY_BOOST)
                 boost = COLLAPSE_DIVERSITY_BOOST
             optimizer.zero_grad()
             accelerator.backward(loss)
-            accelerator.clip_grad_norm_(quantizer.parameters(), options.max_grad_norm)
+            accelerator.clip_grad_norm_(quantizer.parameters(), optim.max_grad_norm)
             optimizer.step()
             step += 1
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.4f}", **{k: f"{v:.3f}" for k, v in parts.items()})
-            if step % options.save_steps == 0 or step % steps_per_epoch == 0:
+            if step % optim.save_steps == 0 or step % steps_per_epoch == 0:
                 checkpoint()
                 if step % steps_per_epoch == 0:
                     log.info("epoch %d: loss %.4f %s", step // steps_per_epoch, loss.item(), parts)
     if accelerator.is_main_process:
-        write_results(quantizer.cpu(), vectors, options, output_dir, key, step, extra or {})
+        write_results(quantizer.cpu(), vectors, {**asdict(options), **optim.settings()}, output_dir, key, step,
+                      extra or {})
     return quantizer
 
 
-def write_results(quantizer: ProductQuantizer, vectors: torch.Tensor, options: CodebookOptions, output_dir: Path,
+def write_results(quantizer: ProductQuantizer, vectors: torch.Tensor, settings: dict, output_dir: Path,
                   key: str, step: int, extra: dict) -> None:
     save_torch(output_dir / CODEBOOK_FILE, {"codebooks": quantizer.codebooks.detach().clone(), **quantizer.config(),
-                                             "key": key, "steps": step, "options": asdict(options), **extra})
+                                             "key": key, "steps": step, "options": settings, **extra})
     report = usage_report(quantizer, vectors)
     atomic_write_json(output_dir / USAGE_FILE, report)
     plot_usage(report, output_dir / USAGE_PLOT)

@@ -15,9 +15,9 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from curp.optim import OptimizerOptions, epoch_order, load_checkpoint, save_torch
 from curp.projector import (MLPProjector, PromptSettings, add_curp_tokens, insert_user_embeddings, training_ids,
                             user_vectors)
-from curp.stage1 import save_torch
 from data.cli import option
 from data.fingerprint import fingerprint
 
@@ -29,7 +29,7 @@ PROJECTOR_FILE = "projector.pt"
 
 @dataclass
 class ProjectorOptions:
-    """The projector and how it is trained (defaults: CURP_code's step2.sh, except the sizes)."""
+    """The projector and its data (defaults: CURP_code's step2.sh); AdamW and length: curp.optim.OptimizerOptions."""
 
     his_len: int = option(8, "history items per user = `<USR_EMB>` soft tokens in the prompt", minimum=1)
     hidden_dim: int | None = option(None, "projector hidden width (default: the LLM's hidden size, as CURP_code)",
@@ -38,12 +38,10 @@ class ProjectorOptions:
                                       minimum=1)
     max_answer_tokens: int = option(128, "cut each training answer to this many tokens", minimum=1)
     batch_size: int = option(4, "examples per optimizer step (over all processes)", minimum=1)
-    learning_rate: float = option(1e-4, "AdamW learning rate")
-    weight_decay: float = option(0.01, "AdamW weight decay")
-    max_grad_norm: float = option(1.0, "gradient-norm clip")
-    num_epochs: int = option(1, "passes over the examples", minimum=1)
-    seed: int = option(0, "seed of the projector's start and of the example order")
-    save_steps: int = option(50, "checkpoint every N steps (and at the end)", minimum=1)
+
+
+# CURP_code's step2.sh where it differs from step 1's AdamW settings.
+OPTIMIZER_DEFAULTS = {"learning_rate": 1e-4, "num_epochs": 1, "save_steps": 50}
 
 
 @dataclass
@@ -68,8 +66,8 @@ def projected_embeddings(model, projector, batch_ids: torch.Tensor, users: torch
     return insert_user_embeddings(embeddings, batch_ids, user_id, projector(users.to(embeddings.device)))
 
 
-def train_projector(handle, quantizer, embeddings, examples, options: ProjectorOptions, output_dir: Path,
-                    accelerator, chat: bool, extra: dict) -> MLPProjector:
+def train_projector(handle, quantizer, embeddings, examples, options: ProjectorOptions, optim: OptimizerOptions,
+                    output_dir: Path, accelerator, chat: bool, extra: dict) -> MLPProjector:
     """Train (or resume) the projector; writes projector.pt and checkpoint.pt into ``output_dir``."""
     model, tokenizer = handle.model, handle.tokenizer
     pad_id, user_id = add_curp_tokens(model, tokenizer)
@@ -80,29 +78,24 @@ def train_projector(handle, quantizer, embeddings, examples, options: ProjectorO
     users = torch.stack([user_vectors(quantizer, embeddings.history(r), options.his_len) for r in range(len(examples))])
 
     hidden = model.get_input_embeddings().embedding_dim
-    torch.manual_seed(options.seed)
+    torch.manual_seed(optim.seed)
     projector = MLPProjector(embeddings.dim, options.hidden_dim or hidden, hidden)
-    optimizer = torch.optim.AdamW(projector.parameters(), lr=options.learning_rate, weight_decay=options.weight_decay)
-    key = fingerprint({"options": {k: v for k, v in asdict(options).items() if k != "save_steps"},
-                       "model": handle.weights_id, "chat": chat, "users": fingerprint(users.numpy().tobytes()),
-                       "rows": rows})
+    optimizer = optim.adamw(projector.parameters())
+    key = fingerprint({"options": asdict(options), "optim": optim.settings(), "model": handle.weights_id,
+                       "chat": chat, "users": fingerprint(users.numpy().tobytes()), "rows": rows})
     checkpoint_path = output_dir / CHECKPOINT_FILE
     step = 0
-    if checkpoint_path.is_file():
-        state = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
-        if state["key"] == key:
-            projector.load_state_dict(state["projector"])
-            optimizer.load_state_dict(state["optimizer"])
-            step = state["step"]
-            torch.set_rng_state(state["rng"])
-            log.info("resuming from %s at step %d", checkpoint_path, step)
-        else:
-            log.info("%s was made with other settings; starting over", checkpoint_path)
+    state = load_checkpoint(checkpoint_path, key)
+    if state is not None:
+        projector.load_state_dict(state["projector"])
+        optimizer.load_state_dict(state["optimizer"])
+        step = state["step"]
+        torch.set_rng_state(state["rng"])
     # The prepared (DDP-wrapped when distributed) projector is the one called, so gradients sync.
     wrapped, optimizer = accelerator.prepare(projector, optimizer)
     model.to(accelerator.device)
     steps_per_epoch = math.ceil(len(examples) / options.batch_size)
-    total_steps = steps_per_epoch * options.num_epochs
+    total_steps = steps_per_epoch * optim.num_epochs
 
     def checkpoint() -> None:
         if accelerator.is_main_process:
@@ -113,8 +106,9 @@ def train_projector(handle, quantizer, embeddings, examples, options: ProjectorO
               disable=not accelerator.is_main_process) as bar:
         while step < total_steps:
             epoch, position = divmod(step, steps_per_epoch)
-            order = torch.randperm(len(examples), generator=torch.Generator().manual_seed(options.seed * 100003 + epoch))
+            order = epoch_order(len(examples), optim.seed, epoch)
             chosen = order[position * options.batch_size:(position + 1) * options.batch_size]
+            # Each process takes its share; one left without any repeats an example, since every DDP rank must step.
             share = chosen[accelerator.process_index::accelerator.num_processes].tolist() or chosen[:1].tolist()
             batch = make_batch([rows[i] for i in share], users[share], pad_id)
             device = accelerator.device
@@ -123,12 +117,12 @@ def train_projector(handle, quantizer, embeddings, examples, options: ProjectorO
                          labels=batch.labels.to(device)).loss
             optimizer.zero_grad()
             accelerator.backward(loss)
-            accelerator.clip_grad_norm_(projector.parameters(), options.max_grad_norm)
+            accelerator.clip_grad_norm_(projector.parameters(), optim.max_grad_norm)
             optimizer.step()
             step += 1
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.4f}")
-            if step % options.save_steps == 0 or step == total_steps:
+            if step % optim.save_steps == 0 or step == total_steps:
                 checkpoint()
             if step % steps_per_epoch == 0:
                 log.info("epoch %d: last loss %.4f", step // steps_per_epoch, loss.item())

@@ -20,6 +20,7 @@ from data.cli import add_dataclass_arguments, from_args, parse_args, run, setup_
 
 
 def make_parser() -> argparse.ArgumentParser:
+    from curp.optim import OptimizerOptions
     from curp.stage1 import CodebookOptions
 
     parser = argparse.ArgumentParser(prog="python -m curp.train_codebook", description=__doc__,
@@ -27,6 +28,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--embeddings", required=True, type=Path, help="embeddings file from python -m curp.encode")
     parser.add_argument("--output_dir", required=True, type=writable_dir, help="folder for the codebook and report")
     add_dataclass_arguments(parser, CodebookOptions, "codebook")
+    add_dataclass_arguments(parser, OptimizerOptions, "optimizer")
     return parser
 
 
@@ -34,6 +36,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(make_parser(), argv)
     from accelerate import Accelerator
 
+    from curp.optim import OptimizerOptions
     from curp.records import load_embeddings
     from curp.stage1 import USAGE_FILE, CodebookOptions, check_shapes, train_codebook
     from runtime.run_folder import write_run_config
@@ -47,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         setup_logging(output_dir)
         write_run_config(output_dir, args, "curp.train_codebook", encoder=embeddings.encoder,
                          num_embeddings=len(embeddings.vectors), dim=embeddings.dim)
-    train_codebook(embeddings.vectors, options, output_dir, accelerator,
+    train_codebook(embeddings.vectors, options, from_args(OptimizerOptions, args), output_dir, accelerator,
                    extra={"encoder": embeddings.encoder, "embeddings": str(Path(args.embeddings).resolve())})
     if accelerator.is_main_process:
         report = json.loads((output_dir / USAGE_FILE).read_text())

@@ -21,7 +21,8 @@ from data.errors import input_error
 
 
 def make_parser() -> argparse.ArgumentParser:
-    from curp.stage2 import ProjectorOptions
+    from curp.optim import OptimizerOptions
+    from curp.stage2 import OPTIMIZER_DEFAULTS, ProjectorOptions
 
     parser = argparse.ArgumentParser(prog="python -m curp.train_projector", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -31,6 +32,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output_dir", required=True, type=writable_dir, help="folder for the projector")
     add_model_arguments(parser, hf_cache_dir=True)
     add_dataclass_arguments(parser, ProjectorOptions, "projector")
+    add_dataclass_arguments(parser, OptimizerOptions, "optimizer", defaults=OPTIMIZER_DEFAULTS)
     return parser
 
 
@@ -38,6 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(make_parser(), argv)
     from accelerate import Accelerator
 
+    from curp.optim import OptimizerOptions
     from curp.records import load_embeddings, matched_examples
     from curp.stage1 import load_codebook
     from curp.stage2 import PROJECTOR_FILE, ProjectorOptions, train_projector
@@ -62,7 +65,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         write_run_config(output_dir, args, "curp.train_projector", num_examples=len(examples))
     handle = model.load(backend="hf", needs_hf=True)
     frozen = sum(p.numel() for p in handle.model.parameters())
-    projector = train_projector(handle, quantizer, embeddings, examples, options, output_dir, accelerator,
+    projector = train_projector(handle, quantizer, embeddings, examples, options, from_args(OptimizerOptions, args),
+                                output_dir, accelerator,
                                 chat=uses_chat(handle, None),
                                 extra={"model_name": model.model_name, "codebook": str(Path(args.codebook).resolve()),
                                        "encoder": embeddings.encoder})

@@ -47,6 +47,7 @@ def test_stage2_trains_only_the_projector_and_leaves_the_llm_bit_identical(stage
     from accelerate import Accelerator
 
     from curp.records import load_embeddings, matched_examples
+    from curp.optim import OptimizerOptions
     from curp.stage1 import load_codebook
     from curp.stage2 import ProjectorOptions, train_projector
     from lm import load_model
@@ -61,9 +62,8 @@ def test_stage2_trains_only_the_projector_and_leaves_the_llm_bit_identical(stage
     from curp.projector import MLPProjector
     initial = MLPProjector(32, 16, 32).state_dict()
     projector = train_projector(handle, quantizer, embeddings, matched_examples(embeddings, embeddings_path),
-                                ProjectorOptions(his_len=3, hidden_dim=16, num_epochs=2, batch_size=2,
-                                                 learning_rate=1e-2),
-                                tmp_path / "s2", Accelerator(cpu=True), chat=True, extra={"model_name": "tiny"})
+                                ProjectorOptions(his_len=3, hidden_dim=16, batch_size=2),
+                                OptimizerOptions(learning_rate=1e-2, num_epochs=2), tmp_path / "s2", Accelerator(cpu=True), chat=True, extra={"model_name": "tiny"})
     after = dict(handle.model.named_parameters())
     for name, value in before.items():
         # Embedding matrices grew by the two new tokens; their old rows are untouched like every other weight.
