@@ -27,6 +27,13 @@ class OptimizerOptions:
     def adamw(self, parameters) -> torch.optim.AdamW:
         return torch.optim.AdamW(parameters, lr=self.learning_rate, weight_decay=self.weight_decay)
 
+    def step(self, accelerator, optimizer, loss: torch.Tensor, parameters) -> None:
+        """One update: backward through accelerate (gradients averaged over processes), clip, step."""
+        optimizer.zero_grad()
+        accelerator.backward(loss)
+        accelerator.clip_grad_norm_(parameters, self.max_grad_norm)
+        optimizer.step()
+
     def settings(self) -> dict:
         """What changes the result (not how often it is saved)."""
         return {k: v for k, v in asdict(self).items() if k != "save_steps"}
@@ -52,3 +59,14 @@ def load_checkpoint(path: Path, key: str) -> dict | None:
         return None
     log.info("resuming from %s at step %d", path, state["step"])
     return state
+
+
+def load_result(path: Path, file_name: str, command: str) -> dict:
+    """A stage's result file, given its folder or the file itself; missing -> InputError naming the command."""
+    from data.errors import input_error
+
+    path = Path(path)
+    file = path / file_name if path.is_dir() else path
+    if not file.is_file():
+        raise input_error(file, f"not found (make it with python -m {command})")
+    return torch.load(file, map_location="cpu", weights_only=True)

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from curp.codebook import (COLLAPSE_DIVERSITY_BOOST, LossWeights, ProductQuantizer, plot_usage, stage1_loss,
                            usage_report)
-from curp.optim import OptimizerOptions, epoch_order, load_checkpoint, save_torch
+from curp.optim import OptimizerOptions, epoch_order, load_checkpoint, load_result, save_torch
 from data.cli import option
 from data.fingerprint import fingerprint
 from data.io import atomic_write_json
@@ -118,10 +118,7 @@ def train_codebook(vectors: torch.Tensor, options: CodebookOptions, optim: Optim
             if collapsed and boost == 1.0:
                 log.info("codebook collapse at step %d: diversity weight x%g from now on", step, COLLAPSE_DIVERSITY_BOOST)
                 boost = COLLAPSE_DIVERSITY_BOOST
-            optimizer.zero_grad()
-            accelerator.backward(loss)
-            accelerator.clip_grad_norm_(quantizer.parameters(), optim.max_grad_norm)
-            optimizer.step()
+            optim.step(accelerator, optimizer, loss, quantizer.parameters())
             step += 1
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.4f}", **{k: f"{v:.3f}" for k, v in parts.items()})
@@ -146,13 +143,7 @@ def write_results(quantizer: ProductQuantizer, vectors: torch.Tensor, settings: 
 
 def load_codebook(path: Path) -> ProductQuantizer:
     """The trained quantizer of a stage-1 folder or codebook.pt file (frozen)."""
-    from data.errors import input_error
-
-    path = Path(path)
-    file = path / CODEBOOK_FILE if path.is_dir() else path
-    if not file.is_file():
-        raise input_error(file, "codebook not found (train it with python -m curp.train_codebook)")
-    state = torch.load(file, map_location="cpu", weights_only=True)
+    state = load_result(path, CODEBOOK_FILE, "curp.train_codebook")
     quantizer = ProductQuantizer(state["embedding_dim"], state["num_subspaces"], state["codebook_size"])
     quantizer.codebooks.data.copy_(state["codebooks"])
     return quantizer.requires_grad_(False).eval()

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from curp.optim import OptimizerOptions, epoch_order, load_checkpoint, save_torch
+from curp.optim import OptimizerOptions, epoch_order, load_checkpoint, load_result, save_torch
 from curp.projector import (MLPProjector, PromptSettings, add_curp_tokens, insert_user_embeddings, training_ids,
                             user_vectors)
 from data.cli import option
@@ -115,10 +115,7 @@ def train_projector(handle, quantizer, embeddings, examples, options: ProjectorO
             inputs = projected_embeddings(model, wrapped, batch.input_ids.to(device), batch.users, user_id)
             loss = model(inputs_embeds=inputs, attention_mask=batch.attention_mask.to(device),
                          labels=batch.labels.to(device)).loss
-            optimizer.zero_grad()
-            accelerator.backward(loss)
-            accelerator.clip_grad_norm_(projector.parameters(), optim.max_grad_norm)
-            optimizer.step()
+            optim.step(accelerator, optimizer, loss, projector.parameters())
             step += 1
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.4f}")
@@ -134,13 +131,7 @@ def train_projector(handle, quantizer, embeddings, examples, options: ProjectorO
 
 def load_projector(path: Path) -> tuple[MLPProjector, PromptSettings, dict]:
     """(projector, prompt settings incl. his_len, the whole checkpoint) of a stage-2 folder or projector.pt."""
-    from data.errors import input_error
-
-    path = Path(path)
-    file = path / PROJECTOR_FILE if path.is_dir() else path
-    if not file.is_file():
-        raise input_error(file, "projector not found (train it with python -m curp.train_projector)")
-    state = torch.load(file, map_location="cpu", weights_only=True)
+    state = load_result(path, PROJECTOR_FILE, "curp.train_projector")
     projector = MLPProjector(state["input_dim"], state["hidden_dim"], state["output_dim"])
     projector.load_state_dict(state["projector"])
     settings = PromptSettings(state["his_len"], state["max_question_tokens"], state["chat"])
