@@ -39,6 +39,13 @@ class OptimizerOptions:
         return {k: v for k, v in asdict(self).items() if k != "save_steps"}
 
 
+def make_accelerator(device: str | None = None):
+    """accelerate's Accelerator; on CPU it must be told (cpu=True), or torchrun's processes each run alone."""
+    from accelerate import Accelerator
+
+    return Accelerator(cpu=(device or "").startswith("cpu") or not torch.cuda.is_available())
+
+
 def epoch_order(count: int, seed: int, epoch: int) -> torch.Tensor:
     """A permutation of ``count`` items seeded by (seed, epoch): a resumed run repeats it without saved state."""
     return torch.randperm(count, generator=torch.Generator().manual_seed(seed * 100003 + epoch))

@@ -34,9 +34,7 @@ def make_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(make_parser(), argv)
-    from accelerate import Accelerator
-
-    from curp.optim import OptimizerOptions
+    from curp.optim import OptimizerOptions, make_accelerator
     from curp.records import load_embeddings
     from curp.stage1 import USAGE_FILE, CodebookOptions, check_shapes, train_codebook
     from runtime.run_folder import write_run_config
@@ -44,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = from_args(CodebookOptions, args)
     embeddings = load_embeddings(args.embeddings)
     check_shapes(embeddings.vectors, options, args.embeddings)
-    accelerator = Accelerator()
+    accelerator = make_accelerator()
     output_dir = Path(args.output_dir)
     if accelerator.is_main_process:
         setup_logging(output_dir)

@@ -38,9 +38,7 @@ def make_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(make_parser(), argv)
-    from accelerate import Accelerator
-
-    from curp.optim import OptimizerOptions
+    from curp.optim import OptimizerOptions, make_accelerator
     from curp.records import load_embeddings, matched_examples
     from curp.stage1 import load_codebook
     from curp.stage2 import PROJECTOR_FILE, ProjectorOptions, train_projector
@@ -58,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if quantizer.embedding_dim != embeddings.dim:
         raise input_error(args.codebook, f"codebook width {quantizer.embedding_dim} but the embeddings are "
                                          f"{embeddings.dim}-d ({args.embeddings})")
-    accelerator = Accelerator()
+    accelerator = make_accelerator(model.device)
     output_dir = Path(args.output_dir)
     if accelerator.is_main_process:
         setup_logging(output_dir)
