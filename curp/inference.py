@@ -49,6 +49,8 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max_new_tokens", type=int, default=None,
                         help=f"default: the task's registry length; {ALIGNX_MAX_NEW_TOKENS} for AlignX")
     parser.add_argument("--batch_size", type=int, default=16, help="prompts per generation batch")
+    parser.add_argument("--rotate_users", action="store_true",
+                        help="ablation: example r gets the user vectors of example r + 1 (another user's history)")
     add_dataclass_arguments(parser, ModelOptions, "model", defaults={"model_name": None}, exclude=("backend",))
     return parser
 
@@ -102,6 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     prompts = [prompt_ids(handle.tokenizer, example.question, settings) for example in examples]
     users = torch.stack([user_vectors(quantizer, embeddings.history(row), settings.his_len)
                          for row in range(len(examples))])
+    if args.rotate_users:
+        users = users.roll(-1, dims=0)
     atomic_write_text(output_dir / PROMPTS_FILE, "".join(
         json.dumps({"id": e.id, "text": handle.tokenizer.decode(ids), "num_tokens": len(ids)}, ensure_ascii=False) + "\n"
         for e, ids in zip(examples, prompts)))

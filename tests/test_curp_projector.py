@@ -84,10 +84,11 @@ def test_inference_reads_his_len_from_the_checkpoint_and_fills_every_placeholder
     assert train_projector.main(["--embeddings", str(embeddings_path), "--codebook", str(codebook_dir),
                                  "--output_dir", str(tmp_path / "s2"), "--model_name", str(tiny_causal_lm),
                                  "--device", "cpu", "--his_len", "3", "--hidden_dim", "16"]) == 0
-    seen = []
+    seen, users_seen = [], []
     real = inference_module.generate_with_users
 
     def spy(model, tokenizer, projector, prompts, users, pad_id, user_id, *rest):
+        users_seen.append(users)
         # Every input embedding the model gets: the projected user vector j at the j-th placeholder, else the token's.
         def check(module, args, kwargs):
             embeds = kwargs.get("inputs_embeds")
@@ -120,6 +121,13 @@ def test_inference_reads_his_len_from_the_checkpoint_and_fills_every_placeholder
     assert predictions["task"] == "LaMP_4" and len(predictions["golds"]) == 6
     scores = json.loads((out / "scores.json").read_text())
     assert scores["num_examples"] == 6 and "rouge-1" in scores
+    # The ablation gives example r the users of example r + 1.
+    normal = torch.cat(users_seen)
+    users_seen.clear()
+    assert inference.main(["--embeddings", str(embeddings_path), "--codebook", str(codebook_dir),
+                           "--projector", str(tmp_path / "s2"), "--output_dir", str(tmp_path / "rotated"),
+                           "--device", "cpu", "--max_new_tokens", "4", "--batch_size", "6", "--rotate_users"]) == 0
+    assert torch.equal(torch.cat(users_seen), normal.roll(-1, dims=0)) and not torch.equal(normal.roll(-1, 0), normal)
     # A rerun reuses every finished generation.
     monkeypatch.setattr(inference_module, "generate_with_users", lambda *a, **k: pytest.fail("regenerated"))
     assert inference.main(["--embeddings", str(embeddings_path), "--codebook", str(codebook_dir),
