@@ -15,15 +15,22 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
-from data.cli import (ModelOptions, add_dataclass_arguments, config_path, from_args, parse_args, run,
+from data.cli import (ModelOptions, add_dataclass_arguments, config_path, from_args, option, parse_args, run,
                       setup_logging, writable_file, write_config)
 from data.errors import input_error
 
 log = logging.getLogger("lampkit.curp")
+
+
+@dataclass
+class EncoderOptions:
+    encoder: str = option("default", "'default' (packaged MiniLM), an encoder folder or a cached hub id "
+                                     "(facebook/contriever)")
+    batch_size: int = option(64, "texts per encoder batch", minimum=1)
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -33,9 +40,7 @@ def make_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_dataclass_arguments(parser, SourceOptions, "data")
     parser.add_argument("--output", required=True, type=writable_file, help="the embeddings file (.safetensors)")
-    parser.add_argument("--encoder", default="default",
-                        help="'default' (packaged MiniLM), an encoder folder or a cached hub id (facebook/contriever)")
-    parser.add_argument("--batch_size", type=int, default=64, help="texts per encoder batch")
+    add_dataclass_arguments(parser, EncoderOptions, "encoder")
     add_dataclass_arguments(parser, ModelOptions, "device", exclude=("model_name", "dtype", "backend"))
     return parser
 

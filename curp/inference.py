@@ -16,13 +16,14 @@ import argparse
 import json
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import torch
 from tqdm.auto import tqdm
 
-from data.cli import (ModelOptions, add_dataclass_arguments, from_args, parse_args, run, setup_logging,
+from data.cli import (ModelOptions, add_dataclass_arguments, from_args, option, parse_args, run, setup_logging,
                       writable_dir)
 
 log = logging.getLogger("lampkit.curp")
@@ -36,6 +37,17 @@ def out_root() -> Path:
     return Path(os.environ.get("OUT_ROOT", "runs/curp"))
 
 
+@dataclass
+class DecodingOptions:
+    """Greedy decoding with the user vectors."""
+
+    max_new_tokens: int | None = option(None, "default: the task's registry length; "
+                                              f"{ALIGNX_MAX_NEW_TOKENS} for AlignX", minimum=1)
+    batch_size: int = option(16, "prompts per generation batch", minimum=1)
+    rotate_users: bool = option(False, "ablation: example r gets the user vectors of example r + 1 "
+                                       "(another user's history)")
+
+
 def make_parser() -> argparse.ArgumentParser:
     root = out_root()
     parser = argparse.ArgumentParser(prog="python -m curp.inference", description=__doc__,
@@ -46,11 +58,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--projector", type=Path, default=root / "stage2", help="stage-2 folder (default: %(default)s)")
     parser.add_argument("--output_dir", type=writable_dir, default=str(root / "inference"),
                         help="run folder for the predictions (default: %(default)s)")
-    parser.add_argument("--max_new_tokens", type=int, default=None,
-                        help=f"default: the task's registry length; {ALIGNX_MAX_NEW_TOKENS} for AlignX")
-    parser.add_argument("--batch_size", type=int, default=16, help="prompts per generation batch")
-    parser.add_argument("--rotate_users", action="store_true",
-                        help="ablation: example r gets the user vectors of example r + 1 (another user's history)")
+    add_dataclass_arguments(parser, DecodingOptions, "decoding")
     add_dataclass_arguments(parser, ModelOptions, "model", defaults={"model_name": None}, exclude=("backend",))
     return parser
 
