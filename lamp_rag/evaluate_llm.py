@@ -26,17 +26,14 @@ generations.jsonl; running the same command again reuses finished generations.
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
 from typing import Sequence
 
 from data.cli import (GenerationOptions, ModelOptions, add_dataclass_arguments, add_generation_arguments,
-                      add_model_arguments, add_task_argument, from_args, parse_args, run, setup_logging, writable_dir)
+                      add_model_arguments, add_task_argument, from_args, parse_args, run, writable_dir)
 from data.errors import input_error
 from lamp_rag.options import InputOptions, PromptOptions
 from lamp_rag.retrieval import RetrievalOptions
-
-log = logging.getLogger("lampkit.lamp_rag")
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -61,34 +58,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(make_parser(), argv)
     from data.loaders import load_examples
     from data.tasks import get_task
-    from lamp_rag.options import default_decoding
-    from lamp_rag.pipeline import build_prompts, official_prompt_cut, prompt_cut_options, resolve_prompt_style
-    from runtime.generation import generate_and_score
-    from runtime.run_folder import write_run_config
+    from lamp_rag.pipeline import run_zero_shot
 
-    model, generation = from_args(ModelOptions, args), from_args(GenerationOptions, args)
-    prompt, retrieval = from_args(PromptOptions, args), from_args(RetrievalOptions, args)
     spec = get_task(args.task)
     examples = load_examples(args.validation_data, args.validation_outputs, task=spec.name,
                              limit=from_args(InputOptions, args).limit)
     if not examples:
         raise input_error(args.validation_data, "no questions")
-    # Before any output exists: bad profiles fail cleanly.
-    items = retrieval.retrieve(spec, examples, seed=generation.seed, load_encoder=model.load_encoder)
-
-    setup_logging(args.output_dir)
-    handle = model.load(needs_hf=(generation.num_beams or 1) > 1 or prompt.prompt_style == "official")
-    style = resolve_prompt_style(prompt.prompt_style, handle)
-    max_new_tokens, num_beams = default_decoding(style, spec)
-    decoding = generation.generate_kwargs(max_new_tokens, num_beams, spec=spec, tokenizer=handle.tokenizer)
-    log.info("%s: %d questions, prompt style %s, profile %s, %d beams, %d new tokens", spec.name, len(examples),
-             style, f"{retrieval.retriever} top-{retrieval.num_retrieved}" if retrieval.use_profile else "none",
-             decoding["num_beams"], decoding["max_new_tokens"])
-    write_run_config(args.output_dir, args, "lamp_rag", prompt_style=style, decoding=decoding)
-    prompts = build_prompts(spec, examples, items, style, handle.tokenizer, prompt.max_length,
-                            max_item_tokens=prompt.max_item_tokens)
-    decoding.update(prompt_cut_options(official_prompt_cut(style, prompt.max_length)))
-    scores = generate_and_score(spec, handle, examples, prompts, args.output_dir, decoding)
+    scores, _ = run_zero_shot(spec, examples, args.output_dir, "lamp_rag", from_args(ModelOptions, args),
+                              from_args(GenerationOptions, args), from_args(PromptOptions, args),
+                              from_args(RetrievalOptions, args), args=args)
     for name, value in scores.items():
         print(f"{spec.name} {name}: {value:.4f}")
     print(f"config: {args.output_dir / 'config.json'}")

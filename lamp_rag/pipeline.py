@@ -7,7 +7,9 @@ Generation, resuming and the result files are the shared runtime's (``runtime.ge
 """
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+import logging
+import os
+from typing import Any, Mapping, Sequence
 
 from tqdm.auto import tqdm
 
@@ -15,6 +17,8 @@ from data.prompts import default_prompt_style, render_prompt
 from data.records import Example
 from data.tasks import TaskSpec
 from lm.prompting import Prompt
+
+log = logging.getLogger("lampkit.lamp_rag")
 
 
 def resolve_prompt_style(style: str, handle) -> str:
@@ -54,3 +58,33 @@ def build_prompts(spec: TaskSpec, examples: Sequence[Example], items_per_example
                           **render_options)
             for example, items in tqdm(zip(examples, items_per_example), total=len(examples),
                                        desc="prompts", unit="ex")]
+
+
+def run_zero_shot(spec: TaskSpec, examples: Sequence[Example], output_dir: str | os.PathLike, method: str,
+                  model, generation, prompt, retrieval, **config: Any) -> tuple[dict[str, float], list[Prompt]]:
+    """One zero-shot run folder: retrieve profile items, load the model, prompt, generate, score.
+
+    ``model``, ``generation``, ``prompt`` and ``retrieval`` are the typed options (data.cli.ModelOptions,
+    GenerationOptions, lamp_rag.options.PromptOptions, lamp_rag.retrieval.RetrievalOptions); ``method`` and
+    ``config`` go to the run's config.json beside the parsed arguments (``config["args"]``). Returns the
+    scores and the prompts as built (before the token cut).
+    """
+    from data.cli import setup_logging
+    from lamp_rag.options import default_decoding
+    from runtime.generation import generate_and_score
+    from runtime.run_folder import write_run_config
+
+    # Before any output exists: bad profiles fail cleanly.
+    items = retrieval.retrieve(spec, examples, seed=generation.seed, load_encoder=model.load_encoder)
+    setup_logging(output_dir)
+    handle = model.load(needs_hf=(generation.num_beams or 1) > 1 or prompt.prompt_style == "official")
+    style = resolve_prompt_style(prompt.prompt_style, handle)
+    decoding = generation.generate_kwargs(*default_decoding(style, spec), spec=spec, tokenizer=handle.tokenizer)
+    profile = f"{retrieval.retriever} top-{retrieval.num_retrieved}" if retrieval.use_profile else "none"
+    log.info("%s: %d questions, prompt style %s, profile %s, %d beams, %d new tokens", spec.name, len(examples),
+             style, profile, decoding["num_beams"], decoding["max_new_tokens"])
+    write_run_config(output_dir, config.pop("args"), method, prompt_style=style, decoding=decoding, **config)
+    prompts = build_prompts(spec, examples, items, style, handle.tokenizer, prompt.max_length,
+                            max_item_tokens=prompt.max_item_tokens)
+    decoding.update(prompt_cut_options(official_prompt_cut(style, prompt.max_length)))
+    return generate_and_score(spec, handle, examples, prompts, output_dir, decoding), prompts

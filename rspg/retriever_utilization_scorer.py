@@ -16,17 +16,14 @@ new tokens, the chat style greedy decoding of the task's registry length.
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
 from typing import Sequence
 
 from data.cli import (GenerationOptions, ModelOptions, add_dataclass_arguments, add_generation_arguments,
-                      add_model_arguments, add_task_argument, from_args, parse_args, run, setup_logging, writable_dir)
+                      add_model_arguments, add_task_argument, from_args, parse_args, run, writable_dir)
 from data.errors import input_error
 from lamp_rag.options import InputOptions, PromptOptions
 from lamp_rag.retrieval import RetrievalOptions
-
-log = logging.getLogger("lampkit.rspg")
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -51,14 +48,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from data.io import atomic_write_json
     from data.loaders import load_examples, read_golds
     from data.tasks import get_task
-    from lamp_rag.options import default_decoding
-    from lamp_rag.pipeline import build_prompts, official_prompt_cut, prompt_cut_options, resolve_prompt_style
+    from lamp_rag.pipeline import run_zero_shot
     from rspg.feedback import FEEDBACK_FILE, question_feedback
-    from runtime.generation import generate_and_score
-    from runtime.run_folder import PREDICTIONS_FILE, write_run_config
+    from runtime.run_folder import PREDICTIONS_FILE
 
-    model, generation = from_args(ModelOptions, args), from_args(GenerationOptions, args)
-    prompt, retrieval = from_args(PromptOptions, args), from_args(RetrievalOptions, args)
+    retrieval = from_args(RetrievalOptions, args)
     spec = get_task(args.task)
     examples = load_examples(args.data_addr, args.data_outputs, task=spec.name,
                              limit=from_args(InputOptions, args).limit)
@@ -68,21 +62,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if missing:
         raise input_error(args.data_outputs or args.data_addr, "no gold output (feedback needs golds; "
                           "give --data_outputs)", record=missing[0])
-    items = retrieval.retrieve(spec, examples, seed=generation.seed, load_encoder=model.load_encoder)
-
-    setup_logging(args.output_dir)
-    handle = model.load(needs_hf=(generation.num_beams or 1) > 1 or prompt.prompt_style == "official")
-    style = resolve_prompt_style(prompt.prompt_style, handle)
-    decoding = generation.generate_kwargs(*default_decoding(style, spec))
     arm = f"{retrieval.retriever} top-{retrieval.num_retrieved}" if retrieval.use_profile else "no profile"
-    log.info("%s: %d questions, %s, prompt style %s, %d beams", spec.name, len(examples), arm, style,
-             decoding["num_beams"])
-    write_run_config(args.output_dir, args, "rspg.retriever_utilization_scorer", prompt_style=style, arm=arm,
-                     decoding=decoding)
-    prompts = build_prompts(spec, examples, items, style, handle.tokenizer, prompt.max_length,
-                            max_item_tokens=prompt.max_item_tokens)
-    decoding.update(prompt_cut_options(official_prompt_cut(style, prompt.max_length)))
-    scores = generate_and_score(spec, handle, examples, prompts, args.output_dir, decoding)
+    scores, prompts = run_zero_shot(spec, examples, args.output_dir, "rspg.retriever_utilization_scorer",
+                                    from_args(ModelOptions, args), from_args(GenerationOptions, args),
+                                    from_args(PromptOptions, args), retrieval, args=args, arm=arm)
 
     # predictions.json holds the outputs as the runtime post-processed and scored them.
     _, predictions = read_golds(args.output_dir / PREDICTIONS_FILE, spec.name)
