@@ -27,7 +27,7 @@ from typing import Sequence
 
 from data.cli import add_workers_argument, parse_args, run, writable_file
 from data.errors import InputError, input_error
-from data.io import atomic_write_json, read_json
+from data.io import atomic_write_json, read_json, require_file
 from data.tasks import list_tasks
 from eval.eval_task import format_report
 
@@ -50,8 +50,7 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def extract(zip_path: Path, destination: Path) -> None:
-    if not zip_path.is_file():
-        raise input_error(zip_path, "file not found")
+    require_file(zip_path)
     try:
         with zipfile.ZipFile(zip_path) as archive:
             archive.extractall(destination)  # zipfile drops absolute and ".." parts of member names

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 from typing import Sequence
 
-from data.cli import add_task_argument, parse_args, run
+from data.cli import ModelOptions, add_model_arguments, add_task_argument, from_args, parse_args, run
 from logit_adjust.main import add_user_bias_arguments
 
 
@@ -23,7 +23,7 @@ def make_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_task_argument(parser, required=False)
     parser.set_defaults(task="LongLaMP_2")
-    parser.add_argument("--model_name", default="default", help="language model (default: %(default)s)")
+    add_model_arguments(parser)
     add_user_bias_arguments(parser)
     parser.add_argument("--beta", type=float, default=1.0, help="bias strength (default: %(default)s)")
     parser.add_argument("--max_new_tokens", type=int, default=48, help="(default: %(default)s)")
@@ -34,7 +34,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(make_parser(), argv)
     from data.loaders import load_examples
     from data.tasks import get_task
-    from lm import load_encoder, load_model
     from logit_adjust.experiment import profile_word_share, require_generation_task, sample_paths
     from logit_adjust.processor import UserBiasFactory
     from logit_adjust.token_maps import special_token_ids, top_tokens, user_biases
@@ -44,8 +43,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     require_generation_task(spec)
     examples = load_examples(*sample_paths(spec), task=spec.name)
     profiles = [user_profile(spec, example) for example in examples]
-    encoder = load_encoder(args.encoder)
-    handle = load_model(args.model_name)
+    model = from_args(ModelOptions, args)
+    encoder = model.load_encoder(args.encoder)
+    handle = model.load(needs_hf=True)      # the bias is a logits processor, which only HF generation runs
 
     print(f"== 1. user vector ({spec.name} sample, {len(examples)} users)")
     vectors = UserVectors(encoder, args.cache_dir).vectors(profiles[:2])

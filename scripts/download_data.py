@@ -31,7 +31,8 @@ from typing import Sequence
 from tqdm import tqdm
 
 from data.cli import add_task_argument, parse_args, run, write_config, writable_dir
-from data.errors import InputError, input_error
+from data.errors import InputError
+from data.io import require_file
 from data.loaders import iter_examples
 from data.tasks import TaskSpec, get_task
 
@@ -104,9 +105,10 @@ def download_longlamp(config: str, split: str, dest: Path) -> None:
 def from_dir_file(from_dir: Path, names: Sequence[str]) -> Path:
     """The first of ``names`` present in --from_dir."""
     for name in names:
-        if (from_dir / name).is_file():
-            return from_dir / name
-    raise input_error(from_dir / names[0], "file not found")
+        if (from_dir / name).exists():
+            break
+    require_file(from_dir / name)      # a folder by that name is an error, not "file not found"
+    return from_dir / name
 
 
 def verify(task: str, questions: Path, outputs: Path | None = None) -> int:

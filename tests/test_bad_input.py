@@ -76,3 +76,17 @@ def test_unwritable_outputs_are_refused_before_any_work(module, argv, tmp_path):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in result.stderr, result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["regular_file"]
+
+
+def test_a_folder_given_as_an_input_file_is_named_a_folder(tmp_path):
+    folder = tmp_path / "golds.zip"
+    folder.mkdir()
+    result = subprocess.run([sys.executable, "eval/eval_all.py", "--golds_zip", str(folder), "--preds_zip",
+                             str(folder)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and result.stderr.strip() == f"error: {folder}: is a folder, not a file"
+
+
+def test_logit_adjust_demo_has_the_shared_model_flags():
+    result = subprocess.run([sys.executable, "-m", "logit_adjust.demo", "--help"], cwd=REPO_ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "--allow_download" in result.stdout and "--device" in result.stdout
