@@ -30,7 +30,7 @@ from typing import Sequence
 
 from tqdm import tqdm
 
-from data.cli import add_task_argument, parse_args, run, write_config, writable_dir
+from data.cli import add_task_argument, bookkeeping_path, parse_args, run, write_config, writable_dir
 from data.errors import InputError
 from data.io import require_file
 from data.loaders import iter_examples
@@ -165,7 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.from_dir is None:
         check_online(LAMP_URL if args.benchmark == "lamp" else HF_URL)
     setting = ("time" if args.benchmark == "lamp" else "temporal") if args.time_based else "user"
-    target_dir = args.out / spec.name / setting
+    target_dir = bookkeeping_path(args.out / spec.name / setting)   # a failed first split leaves no empty folder
     target_dir.mkdir(parents=True, exist_ok=True)
     for split in splits:
         # Files appear in target_dir only once the whole split parsed and validated.

@@ -90,3 +90,14 @@ def test_logit_adjust_demo_has_the_shared_model_flags():
     result = subprocess.run([sys.executable, "-m", "logit_adjust.demo", "--help"], cwd=REPO_ROOT,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "--allow_download" in result.stdout and "--device" in result.stdout
+
+
+def test_a_download_that_fails_leaves_no_empty_folder(tmp_path):
+    source = tmp_path / "from"
+    (source / "train_questions.json").mkdir(parents=True)      # a folder where the file should be
+    result = subprocess.run([sys.executable, "scripts/download_data.py", "--benchmark", "lamp", "--task", "LaMP_4",
+                             "--from_dir", str(source), "--out", str(tmp_path / "out")], cwd=REPO_ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip() == f"error: {source / 'train_questions.json'}: is a folder, not a file"
+    assert not (tmp_path / "out").exists()
