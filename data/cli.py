@@ -40,8 +40,17 @@ _bookkeeping: list[_Bookkeeping] = []
 def run(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> int:
     """Run a script's main; bad input becomes one line on stderr and exit code 2, never a traceback."""
     _bookkeeping.clear()
+    code = None
     try:
-        return main(argv) or 0
+        code = main(argv) or 0
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        # The reader of stdout went away (`| head`): stop quietly, as command-line tools do, and point stdout
+        # at nothing so Python's flush at exit has nowhere to fail. A finished run keeps its exit code; one
+        # cut short exits as a process killed by the closed pipe would (128 + SIGPIPE).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141 if code is None else code
     except InputError as err:
         _undo_bookkeeping()
         print(f"error: {err}", file=sys.stderr)

@@ -6,8 +6,10 @@
 Each JSON file in a zip is found at any depth and keyed by its internal "task" field; file names do not
 matter. Both zips are extracted into a fresh folder created inside --temp_dir (default: the system's temp
 folder) and only that folder is removed afterwards. Tasks with golds but no predictions are listed in the
-output ("missing_tasks") and printed; they fail the run only with --require_all. Output:
-{"results": {task: <eval_task report>}, "missing_tasks": [...], "ignored_files": [...]}.
+output ("missing_tasks") and printed; they fail the run only with --require_all, and predictions for no task
+at all are an error. Output, keyed by task as the official eval_all's, each task's metrics at its top level
+with lampkit's counts beside them: {"LaMP_1": {"accuracy": ..., "f1": ..., "task", "num_examples", ...},
+..., "missing_tasks": [...], "ignored_files": [...]}. The output path is checked before anything is read.
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ import tempfile
 import zipfile
 from typing import Sequence
 
-from data.cli import add_workers_argument, parse_args, run
+from data.cli import add_workers_argument, parse_args, run, writable_file
 from data.errors import InputError, input_error
 from data.io import atomic_write_json, read_json
 from data.tasks import list_tasks
@@ -35,14 +37,14 @@ def make_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--golds_zip", type=Path, required=True, help="zip of gold outputs files")
     parser.add_argument("--preds_zip", type=Path, required=True, help="zip of prediction files")
-    parser.add_argument("--output_file", type=Path, help="where to write the JSON results (optional)")
+    parser.add_argument("--output_file", type=writable_file, help="where to write the JSON results (optional)")
     parser.add_argument("--temp_dir", type=Path, default=None,
                         help="folder in which a fresh extraction folder is made and later removed "
                              "(default: the system temp folder); its other contents are never touched")
     parser.add_argument("--require_all", action="store_true",
                         help="fail when a task of the golds has no predictions")
     parser.add_argument("--allow_missing", action="store_true",
-                        help="score gold ids without a prediction, and empty predictions, as empty outputs")
+                        help="score gold ids that have no prediction as empty outputs")
     add_workers_argument(parser, "ROUGE/METEOR on large files")
     return parser
 
@@ -115,22 +117,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     missing = [task for task in order if task in golds and task not in predictions]
     if missing and args.require_all:
         raise input_error(args.preds_zip, f"no predictions for task(s) {', '.join(missing)} (--require_all)")
+    if not predictions:
+        raise input_error(args.preds_zip, f'no predictions ({{"task", "golds"}} JSON) for any task of the golds '
+                                          f'({", ".join(task for task in order if task in golds)}): nothing scored')
 
     results = {}
     for task in (task for task in order if task in predictions):
         matched = match_files(golds[task], predictions[task], allow_missing=args.allow_missing)
         report, _ = score_matched(matched, workers=args.workers)
-        results[task] = {**report, "golds": golds[task].source, "predictions": predictions[task].source}
-        print(format_report(results[task]))
+        results[task] = {**report, "golds_file": golds[task].source, "predictions_file": predictions[task].source}
+    # Files first, then the console: a closed pipe (`| head`) cannot cost the output.
+    lines = [format_report(report) for report in results.values()]
     if missing:
-        print(f"no predictions for {len(missing)} task(s) with golds: {', '.join(missing)}")
+        lines.append(f"no predictions for {len(missing)} task(s) with golds: {', '.join(missing)}")
     if ignored:
-        print(f"ignored {len(ignored)} JSON file(s) that are not {{\"task\", \"golds\"}} files: "
-              f"{', '.join(ignored)}")
+        lines.append(f"ignored {len(ignored)} JSON file(s) that are not {{\"task\", \"golds\"}} files: "
+                     f"{', '.join(ignored)}")
     if args.output_file:
-        atomic_write_json(args.output_file, {"results": results, "missing_tasks": missing,
-                                             "ignored_files": ignored})
-        print(f"results: {args.output_file}")
+        atomic_write_json(args.output_file, {**results, "missing_tasks": missing, "ignored_files": ignored})
+        lines.append(f"results: {args.output_file}")
+    print("\n".join(lines))
     return 0
 
 

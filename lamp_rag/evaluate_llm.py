@@ -13,8 +13,9 @@ chat template get the OFFICIAL LaMP string prompt. Why: on a small chat model th
 made profile use hurt (ROUGE-1 0.212 without profile, 0.156 with the top-3 items) while the chat
 rendering went from 0.239 to 0.327.
 
---output_dir receives predictions.json (LaMP gold format), scores.json (when golds exist), config.json,
-run.log and predictions.partial.jsonl; running the same command again reuses finished predictions.
+--output_dir is a run folder (runtime.run_folder): predictions.json (LaMP gold format), scores.json (when
+golds exist), config.json, run.log, prompts.jsonl (the prompts as the model read them) and
+generations.jsonl; running the same command again reuses finished generations.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Sequence
 
 from data.cli import (add_generation_arguments, add_model_arguments, add_retrieval_arguments, add_task_argument,
-                      generation_options, parse_args, run, setup_logging, write_config, writable_dir)
+                      generation_options, parse_args, run, setup_logging, writable_dir)
 from data.errors import input_error
 from data.prompts import PROMPT_STYLES
 
@@ -62,8 +63,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(make_parser(), argv)
     from data.loaders import load_examples
     from data.tasks import get_task
-    from lamp_rag.pipeline import (build_prompts, generate_and_score, official_prompt_cut, prompt_cut_options,
-                                   resolve_prompt_style, retrieve_items)
+    from lamp_rag.pipeline import (build_prompts, official_prompt_cut, prompt_cut_options, resolve_prompt_style,
+                                   retrieve_items)
+    from runtime.generation import generate_and_score
+    from runtime.run_folder import write_run_config
 
     spec = get_task(args.task)
     examples = load_examples(args.validation_data, args.validation_outputs, task=spec.name, limit=args.limit)
@@ -78,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     style = resolve_prompt_style(args.prompt_style, handle)
     log.info("%s: %d questions, prompt style %s, profile %s", spec.name, len(examples), style,
              f"{args.retriever} top-{args.num_retrieved}" if args.use_profile else "none")
-    write_config(args.output_dir, args, prompt_style=style)
+    write_run_config(args.output_dir, args, "lamp_rag", prompt_style=style)
     prompts = build_prompts(spec, examples, items, style, handle.tokenizer, args.max_length,
                             max_item_tokens=args.max_item_tokens)
     generation = {**generation_options(args, spec.max_new_tokens),

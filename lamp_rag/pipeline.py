@@ -1,47 +1,21 @@
-"""Prompts for a set of examples, then resumable batched generation and scoring.
+"""lamp_rag's own part of a run: prompt style, the official prompt cut, retrieval wiring and prompts.
 
-The library half of ``lamp_rag``: ``evaluate_llm`` and ``train_llm`` run on it, and ROPG, RSPG and CoPe
-import it so every method writes the same files the same way::
+Generation, resuming and the result files are the shared runtime's (``runtime.generation``)::
 
     prompts = build_prompts(spec, examples, items, resolve_prompt_style("auto", handle), handle.tokenizer)
     scores = generate_and_score(spec, handle, examples, prompts, "runs/x", {"max_new_tokens": 32})
-
-``output_dir`` then holds ``predictions.json`` (the LaMP gold format ``{"task", "golds"}`` with the
-canonical task name), ``scores.json`` (the ``eval.scoring`` report ``{"task", "metrics", "num_examples",
-"empty_predictions", ...}``, when every example has a gold) and ``predictions.partial.jsonl``,
-the per-batch generation log that a rerun with the same model, prompts and generation options reuses.
 """
 from __future__ import annotations
 
-import hashlib
-import json
-import logging
-import os
-import time
-from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Mapping, Sequence
 
 from tqdm.auto import tqdm
 
 from data.errors import InputError
-from data.io import atomic_write_json, atomic_write_text
-from data.loaders import write_predictions
 from data.prompts import default_prompt_style, render_prompt
 from data.records import Example
 from data.tasks import TaskSpec
-
-log = logging.getLogger("lampkit.lamp_rag")
-
-PREDICTIONS_FILE = "predictions.json"
-SCORES_FILE = "scores.json"
-PARTIAL_FILE = "predictions.partial.jsonl"
-# Tasks whose registry length is at most this answer in one line (labels, ratings, headlines, titles,
-# tweets); their outputs keep only the first non-empty line. Long-form tasks keep the whole text.
-SINGLE_LINE_MAX_TOKENS = 64
-# Generation options that change speed, not the text, so a resumed run may change them freely.
-_THROUGHPUT_OPTIONS = ("batch_size", "progress")
-
-Prompt = str | list[dict]
+from lm.prompting import Prompt
 
 
 def resolve_prompt_style(style: str, handle) -> str:
@@ -98,132 +72,3 @@ def build_prompts(spec: TaskSpec, examples: Sequence[Example], items_per_example
                           **render_options)
             for example, items in tqdm(zip(examples, items_per_example), total=len(examples),
                                        desc="prompts", unit="ex")]
-
-
-def postprocess(spec: TaskSpec, text: str) -> str:
-    """Uniform, minimal clean-up: strip; short-output tasks keep their first non-empty line."""
-    text = text.strip()
-    if spec.max_new_tokens <= SINGLE_LINE_MAX_TOKENS:
-        text = next((line.strip() for line in text.splitlines() if line.strip()), "")
-    return text
-
-
-def generate_and_score(spec: TaskSpec, handle, examples: Sequence[Example], prompts: Sequence[Prompt],
-                       output_dir: str | os.PathLike, generation_options: Mapping[str, Any],
-                       model_id: str | None = None) -> dict[str, float]:
-    """Generate an output per example in batches, save predictions and scores, return the scores.
-
-    ``generation_options`` are :meth:`lm handle.generate` keyword arguments (``batch_size`` included).
-    Finished batches are appended to ``predictions.partial.jsonl``; a rerun reuses every line whose
-    model, prompt and options match (``model_id`` names the weights, default ``handle.weights_id``: location,
-    file stamps and dtype; pass a checkpoint path for a fine-tuned model). ``predictions.json`` and ``scores.json`` are written
-    atomically at the end. Returns ``{metric: value}``; ``{}`` (and no scores file) when some example has
-    no gold.
-    """
-    if len(prompts) != len(examples):
-        raise ValueError(f"{len(prompts)} prompts for {len(examples)} examples")
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    options = {k: v for k, v in generation_options.items() if k not in _THROUGHPUT_OPTIONS}
-    batch_size = int(generation_options.get("batch_size", 16))
-    run_key = _fingerprint({"model": model_id or handle.weights_id, "options": options})
-    keys = {example.id: _fingerprint({"run": run_key, "prompt": prompt})
-            for example, prompt in zip(examples, prompts)}
-
-    partial_path = output_dir / PARTIAL_FILE
-    outputs = _load_partial(partial_path, keys)
-    pending = [i for i, example in enumerate(examples) if example.id not in outputs]
-    if outputs:
-        log.info("reusing %d finished predictions from %s", len(examples) - len(pending), partial_path)
-    # Longest prompts first and batched together: less padding per batch, and memory trouble shows at once.
-    pending.sort(key=lambda i: _prompt_chars(prompts[i]), reverse=True)
-
-    new_tokens, seconds = 0, 0.0
-    with open(partial_path, "a", encoding="utf-8") as partial, \
-            tqdm(total=len(examples), initial=len(examples) - len(pending), desc=f"generate {spec.name}",
-                 unit="ex") as bar:
-        for start in range(0, len(pending), batch_size):
-            batch = pending[start:start + batch_size]
-            started = time.perf_counter()
-            texts = handle.generate([prompts[i] for i in batch], batch_size=batch_size, progress=False,
-                                    **_batch_options(options, batch))
-            seconds += time.perf_counter() - started
-            new_tokens += sum(len(ids) for ids in handle.tokenizer(texts, add_special_tokens=False)["input_ids"])
-            for i, text in zip(batch, texts):
-                example_id = examples[i].id
-                outputs[example_id] = text
-                partial.write(json.dumps({"id": example_id, "key": keys[example_id], "output": text},
-                                         ensure_ascii=False) + "\n")
-            partial.flush()
-            os.fsync(partial.fileno())
-            bar.update(len(batch))
-            bar.set_postfix(tok_s=f"{new_tokens / max(seconds, 1e-9):.1f}")
-    if pending:
-        log.info("generated %d tokens for %d examples in %.1f s (%.1f tokens/s)", new_tokens, len(pending),
-                 seconds, new_tokens / max(seconds, 1e-9))
-
-    predictions = {example.id: postprocess(spec, outputs[example.id]) for example in examples}
-    write_predictions(output_dir / PREDICTIONS_FILE, spec.name, predictions)
-    print(f"predictions: {output_dir / PREDICTIONS_FILE}")
-    golds = {example.id: example.target for example in examples if example.target is not None}
-    if len(golds) < len(examples):
-        log.info("%d of %d examples have no gold output; not scoring", len(examples) - len(golds), len(examples))
-        return {}
-    from eval.scoring import score_predictions
-
-    # An empty generation is a (bad) answer, not bad input: it is scored as empty and counted in the report.
-    report = score_predictions(spec.name, golds, predictions, allow_missing=True)
-    atomic_write_json(output_dir / SCORES_FILE, report)
-    print(f"scores: {output_dir / SCORES_FILE}")
-    return report["metrics"]
-
-
-def _batch_options(options: dict, batch: list[int]) -> dict:
-    """Options for one batch: a logits processor factory gets the examples' indices in ``examples``."""
-    factory = options.get("logits_processor")
-    if factory is None or _is_processor(factory):
-        return options
-    return {**options, "logits_processor": lambda indices: factory([batch[i] for i in indices])}
-
-
-def _is_processor(obj) -> bool:
-    from transformers import LogitsProcessor
-
-    return isinstance(obj, (LogitsProcessor, list))     # LogitsProcessorList is a list
-
-
-def _load_partial(path: Path, keys: Mapping[str, str]) -> dict[str, str]:
-    """Outputs of earlier runs whose key matches; rewrites the log without stale or torn lines."""
-    if not path.is_file():
-        return {}
-    outputs, kept, dropped = {}, [], 0
-    with open(path, encoding="utf-8") as handle:
-        for line in handle:
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:    # a line cut by an interruption
-                dropped += 1
-                continue
-            if keys.get(record.get("id")) == record.get("key") and record["id"] not in outputs:
-                outputs[record["id"]] = record["output"]
-                kept.append(line if line.endswith("\n") else line + "\n")
-            else:
-                dropped += 1
-    if dropped:
-        log.info("%s: dropping %d lines from another model, prompt or generation setting", path, dropped)
-        atomic_write_text(path, "".join(kept))
-    return outputs
-
-
-def _fingerprint(value: Any) -> str:
-    text = json.dumps(value, sort_keys=True, ensure_ascii=False, default=_describe)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
-
-
-def _describe(obj: Any) -> str:
-    """JSON stand-in for objects such as logits processors: their class name."""
-    return f"{type(obj).__module__}.{type(obj).__qualname__}"
-
-
-def _prompt_chars(prompt: Prompt) -> int:
-    return len(prompt) if isinstance(prompt, str) else sum(len(m["content"]) for m in prompt)

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Sequence
 
 from data.cli import (REPO_ROOT, add_generation_arguments, add_model_arguments, add_task_argument, bookkeeping_path,
-                      generation_options, parse_args, run, setup_logging, write_config, writable_dir)
+                      generation_options, parse_args, run, setup_logging, writable_dir)
 from data.errors import input_error
 from lamp_rag.study import ABLATIONS, MIXED_SOURCES, ORDERS, RETRIEVAL_IDS
 
@@ -169,7 +169,9 @@ def main(argv: Sequence[str] | None = None) -> int:
              sum(map(len, selected["dev"])), template, folder)
 
     from data.io import atomic_write_json
-    from lamp_rag.pipeline import build_prompts, generate_and_score, prompt_cut_options
+    from lamp_rag.pipeline import build_prompts, prompt_cut_options
+    from runtime.generation import generate_and_score
+    from runtime.run_folder import write_run_config
     from lm import load_model
 
     handle = load_model(args.model_name, device=args.device, dtype=args.dtype,
@@ -178,7 +180,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     atomic_write_json(bookkeeping_path(output_dir / "selection.json"),
                       {example.id: [str(item["id"]) for item in items]
                        for example, items in zip(examples["dev"], selected["dev"])})
-    write_config(output_dir, args, data_dir=str(folder), effective_ablation=ablation, prompt_template=template)
+    write_run_config(output_dir, args, "lamp_rag.profile_study", data_dir=str(folder), effective_ablation=ablation,
+                     prompt_template=template)
     prompts = {split: build_prompts(spec, examples[split], items, "official", handle.tokenizer, args.max_length,
                                     template=template)
                for split, items in selected.items()}

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Sequence
 
 from data.cli import (add_model_arguments, add_retrieval_arguments, add_task_argument, parse_args, run,
-                      setup_logging, write_config, writable_dir)
+                      setup_logging, writable_dir)
 from data.errors import InputError, input_error
 from data.prompts import PROMPT_STYLES
 from lamp_rag.training import TrainingOptions
@@ -80,8 +80,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise InputError("--backend vllm cannot train; train_llm uses the hf backend")
     from data.loaders import load_examples
     from data.tasks import get_task
-    from lamp_rag.pipeline import (build_prompts, generate_and_score, official_prompt_cut, prompt_cut_options,
-                                   resolve_prompt_style, retrieve_items)
+    from lamp_rag.pipeline import (build_prompts, official_prompt_cut, prompt_cut_options, resolve_prompt_style,
+                                   retrieve_items)
+    from runtime.generation import generate_and_score
+    from runtime.run_folder import write_run_config
     from lamp_rag.training import BEST_MODEL_DIR, VALIDATION_DIR, finetune, require_targets
 
     spec = get_task(args.task)
@@ -102,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     handle = load_model(args.model_name, device=args.device, dtype=args.dtype, backend="hf")
     style = resolve_prompt_style(args.prompt_style, handle)
-    write_config(args.output_dir, args, prompt_style=style)
+    write_run_config(args.output_dir, args, "lamp_rag", prompt_style=style)
     prompts = {split: build_prompts(spec, examples[split], items[split], style, handle.tokenizer, args.max_length,
                                     max_item_tokens=args.max_item_tokens)
                for split in examples}

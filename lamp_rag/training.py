@@ -27,8 +27,11 @@ from data.errors import input_error
 from data.io import atomic_write_json, atomic_write_text, read_json
 from data.records import Example
 from data.tasks import TaskSpec
-from lamp_rag.pipeline import (PREDICTIONS_FILE, SCORES_FILE, Prompt, _fingerprint, generate_and_score,
-                               prompt_cut_options)
+from data.fingerprint import fingerprint
+from lamp_rag.pipeline import prompt_cut_options
+from lm.prompting import Prompt
+from runtime.generation import generate_and_score
+from runtime.run_folder import PREDICTIONS_FILE, SCORES_FILE
 
 log = logging.getLogger("lampkit.lamp_rag")
 
@@ -182,7 +185,7 @@ def check_resumable(checkpoints: Path, settings: dict[str, Any]) -> None:
 
 
 def _data_digest(examples: Sequence[Example], prompts: Sequence[Prompt]) -> str:
-    return _fingerprint([[str(e.id), prompt, e.target] for e, prompt in zip(examples, prompts, strict=True)])
+    return fingerprint([[str(e.id), prompt, e.target] for e, prompt in zip(examples, prompts, strict=True)])
 
 
 def lora_target_modules(model) -> list[str]:

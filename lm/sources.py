@@ -1,7 +1,6 @@
 """Resolve a model name to something ``from_pretrained`` can load, and turn load failures into one-line errors."""
 from __future__ import annotations
 
-import hashlib
 import re
 import struct
 from contextlib import contextmanager
@@ -10,6 +9,7 @@ from pathlib import Path
 from typing import Iterator
 
 from data.errors import InputError, input_error
+from data.fingerprint import fingerprint
 
 # "name" or "org/name": anything else that does not exist on disk is a mistyped path, not a hub id.
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
@@ -30,7 +30,7 @@ class ModelSource:
             return self.location
         files = [folder / self.gguf_file] if self.gguf_file else sorted(f for f in folder.rglob("*") if f.is_file())
         stats = [(str(f.relative_to(folder)), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
-        return f"{folder.resolve()}|{hashlib.sha256(repr(stats).encode()).hexdigest()[:16]}"
+        return f"{folder.resolve()}|{fingerprint(stats)}"
 
     def load_options(self, trust_remote_code: bool, allow_download: bool) -> dict:
         options = {"trust_remote_code": trust_remote_code, "local_files_only": not allow_download}

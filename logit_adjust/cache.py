@@ -1,11 +1,11 @@
 """On-disk cache helpers: content digests, encoder identity, atomic tensor files."""
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any, Iterable
 
+from data.fingerprint import fingerprint
 from data.io import atomic_open, cache_dir
 
 
@@ -15,12 +15,8 @@ def default_cache_root() -> Path:
 
 
 def digest(parts: Iterable[str], length: int = 16) -> str:
-    """A short sha256 of strings; parts are NUL-separated so ("ab", "c") != ("a", "bc")."""
-    sha = hashlib.sha256()
-    for part in parts:
-        sha.update(part.encode("utf-8"))
-        sha.update(b"\0")
-    return sha.hexdigest()[:length]
+    """The repository's fingerprint of a sequence of strings (a JSON list, so ("ab", "c") != ("a", "bc"))."""
+    return fingerprint(list(parts), length)
 
 
 def encoder_id(encoder) -> str:

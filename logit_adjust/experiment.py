@@ -260,7 +260,7 @@ def run_experiment(args) -> dict:
     from data.cli import generation_options, setup_logging, write_config
     from data.loaders import write_lamp_outputs, write_predictions
     from data.tasks import get_task
-    from lamp_rag.pipeline import postprocess
+    from runtime.generation import postprocess
     from lm import load_model
     from logit_adjust.processor import UserBiasFactory
     from logit_adjust.token_maps import special_token_ids

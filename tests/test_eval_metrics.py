@@ -14,7 +14,7 @@ from data.errors import InputError
 from eval import metrics
 from eval.bootstrap import paired_bootstrap
 from eval.metrics import compute_metrics, example_stats, per_example_scores, resolve_metrics
-from eval.scoring import score_predictions
+from eval.scoring import metric_values, score_predictions
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -137,11 +137,60 @@ def test_meteor_hand_example_with_stems_and_synonyms():
 
 
 def test_meteor_tokens_follow_word_tokenize():
-    # nltk.word_tokenize's output for these (Treebank rules per sentence), without its punkt download.
+    # nltk.word_tokenize's output for these (Treebank rules per Punkt sentence), without its punkt download.
     assert metrics.meteor_tokens("Don't stop, state-of-the-art!") == ["Do", "n't", "stop", ",", "state-of-the-art", "!"]
     assert metrics.meteor_tokens("It cost $3.50. Then Smith's car left.") == [
         "It", "cost", "$", "3.50", ".", "Then", "Smith", "'s", "car", "left", "."]
+    assert metrics.meteor_tokens("I called Dr. Jones. I called Dr. Jones.") == [    # NLTK's own doctest
+        "I", "called", "Dr.", "Jones", ".", "I", "called", "Dr.", "Jones", "."]
     assert metrics.meteor_tokens("") == []
+
+
+def test_meteor_sentences_split_lowercase_text_abbreviations_and_bullets_like_punkt():
+    # Treebank splits a period off only at the end of a sentence, so where Punkt ends sentences decides
+    # whether "home." is one token or two. Punkt's English model ends lowercase sentences too ...
+    assert metrics.meteor_tokens("i went home. it was late.") == ["i", "went", "home", ".", "it", "was", "late", "."]
+    assert metrics.meteor_tokens("we met the u.s. team. they won!") == [
+        "we", "met", "the", "u.s.", "team", ".", "they", "won", "!"]
+    # ... knows its abbreviations ("Dr.", "p.m." before a lowercase word) ...
+    assert metrics.meteor_tokens("Dr. Smith went to Washington. He arrived at 5 p.m. on Monday.") == [
+        "Dr.", "Smith", "went", "to", "Washington", ".", "He", "arrived", "at", "5", "p.m.", "on", "Monday", "."]
+    # ... and ends items of a bullet list, but not a list number before a lowercase word.
+    assert metrics.meteor_tokens("Key points:\n- fast setup.\n- works offline.\n1. first item. 2. second item.") == [
+        "Key", "points", ":", "-", "fast", "setup", ".", "-", "works", "offline", ".",
+        "1.", "first", "item", ".", "2.", "second", "item", "."]
+
+
+def test_english_punkt_parameters_reproduce_nltks_english_model():
+    # The splits NLTK documents for its English model (nltk/tokenize/punkt.py): abbreviations and initials
+    # inside a sentence, and a sentence that starts with a lowercase word.
+    text = ("Punkt knows that the periods in Mr. Smith and Johann S. Bach\ndo not mark sentence boundaries.  "
+            "And sometimes sentences\ncan start with non-capitalized words.  i is a good variable\nname.")
+    assert metrics._english_sentences().tokenize(text) == [
+        "Punkt knows that the periods in Mr. Smith and Johann S. Bach\ndo not mark sentence boundaries.",
+        "And sometimes sentences\ncan start with non-capitalized words.", "i is a good variable\nname."]
+    # NLTK's Punkt class with the packaged parameters agrees with the package's own Punkt implementation.
+    import punkt
+
+    for sample in (text, "i went home. it was late.", "He left at 5 p.m. The U.S. team won. e.g. this one."):
+        assert metrics._english_sentences().tokenize(sample) == punkt.sent_tokenize(sample, "english")
+
+
+@needs_wordnet
+def test_meteor_scores_the_tokens_of_word_tokenize():
+    from nltk.translate.meteor_score import meteor_score
+
+    wordnet, stemmer = metrics._meteor_resources()
+
+    def nltk_meteor(prediction_tokens):
+        return meteor_score([["i", "went", "home", "it", "was", "late"]], prediction_tokens, wordnet=wordnet,
+                            stemmer=stemmer)
+
+    # Punkt ends the first sentence, so "home" is a word of its own and aligns with the reference.
+    score = compute_metrics("LongLaMP_2", ["i went home. it was late"], ["i went home it was late"],
+                            metrics="meteor")["meteor"]
+    assert score == pytest.approx(nltk_meteor(["i", "went", "home", ".", "it", "was", "late"]))
+    assert score > nltk_meteor(["i", "went", "home.", "it", "was", "late"]) + 0.01
 
 
 def test_meteor_without_wordnet_names_the_fix(tmp_path):
@@ -201,7 +250,9 @@ def test_workers_two_gives_results_identical_to_one(monkeypatch, worker_pools):
 
 def test_score_predictions_matches_by_id_in_memory():
     report = score_predictions("LaMP_3", {"a": "1", "b": "5"}, {"b": "4", "a": "1"})
-    assert report["metrics"] == {"MAE": 0.5, "RMSE": pytest.approx(math.sqrt(0.5))}
+    assert report == {"MAE": 0.5, "RMSE": pytest.approx(math.sqrt(0.5)), "task": "LaMP_3", "num_examples": 2,
+                      "missing_predictions": 0, "empty_predictions": 0}
+    assert metric_values(report) == {"MAE": 0.5, "RMSE": pytest.approx(math.sqrt(0.5))}
     assert report["num_examples"] == 2 and report["missing_predictions"] == 0
 
 
@@ -223,6 +274,7 @@ def test_paired_bootstrap_of_identical_systems_and_of_lower_is_better_metrics():
     same = np.linspace(0, 1, 50)
     tie = paired_bootstrap("LaMP_4", "rouge-L", same, same, samples=100)
     assert (tie.low, tie.high, tie.excludes_zero, tie.p_not_better) == (0.0, 0.0, False, 1.0)
-    errors = np.abs(np.linspace(-2, 2, 80))
-    better = paired_bootstrap("LaMP_3", "RMSE", errors ** 2, (errors / 2) ** 2, samples=200)
+    golds, errors = np.full(80, 3.0), np.abs(np.linspace(-2, 2, 80))
+    baseline, candidate = np.stack([golds, golds + errors], axis=1), np.stack([golds, golds + errors / 2], axis=1)
+    better = paired_bootstrap("LaMP_3", "RMSE", baseline, candidate, samples=200)
     assert better.difference < 0 and better.high < 0 and better.p_not_better == 0.0

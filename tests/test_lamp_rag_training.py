@@ -10,6 +10,7 @@ from data.cli import run
 from data.errors import InputError
 from data.loaders import load_examples, read_golds
 from data.tasks import get_task
+from eval.scoring import metric_values
 from lamp_rag import train_llm, training
 from lamp_rag.pipeline import build_prompts, resolve_prompt_style
 
@@ -67,7 +68,7 @@ def test_full_finetuning_changes_weights_and_lowers_the_loss(model, request, tmp
     # Each epoch's validation outputs sit in its checkpoint; the best epoch's are copied to validation/.
     best_predictions = (Path(result.best_checkpoint) / "predictions.json").read_text()
     assert (tmp_path / "validation" / "predictions.json").read_text() == best_predictions
-    assert json.loads((tmp_path / "validation" / "scores.json").read_text())["metrics"] == result.metrics
+    assert metric_values(json.loads((tmp_path / "validation" / "scores.json").read_text())) == result.metrics
 
 
 @pytest.mark.parametrize("task,best_epoch", [("LaMP_3", 2), ("LaMP_4", 3)])
@@ -79,7 +80,7 @@ def test_best_checkpoint_follows_the_metric_direction(task, best_epoch, tiny_cau
 
     def scripted(task_name, golds, predictions, **kwargs):
         value = next(epoch_scores)
-        return {"task": task_name, "metrics": {name: value for name in spec.metrics}, "num_examples": len(golds)}
+        return {**{name: value for name in spec.metrics}, "task": task_name, "num_examples": len(golds)}
 
     monkeypatch.setattr(eval.scoring, "score_predictions", scripted)
     result = finetune(task, tiny_causal_lm, tmp_path, epochs=3, train_size=8)   # one step per epoch
@@ -174,7 +175,7 @@ def test_train_llm_saves_validation_and_test_predictions(tiny_seq2seq_lm, tmp_pa
     for name in ("validation", "test"):
         task, predictions = read_golds(out / name / "predictions.json")
         assert task == "LaMP_3" and len(predictions) == 8
-        assert set(json.loads((out / name / "scores.json").read_text())["metrics"]) == {"MAE", "RMSE"}
+        assert set(metric_values(json.loads((out / name / "scores.json").read_text()))) == {"MAE", "RMSE"}
     config = json.loads((out / "config.json").read_text())
     assert config["prompt_style"] == "official" and config["args"]["learning_rate"] == 5e-5
     printed = capsys.readouterr().out

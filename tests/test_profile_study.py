@@ -15,6 +15,7 @@ from data.loaders import load_examples
 from data.prompts import build_prompt
 from data.records import Example
 from data.tasks import get_task
+from eval.scoring import metric_values
 from lamp_rag import profile_study
 from lamp_rag.retrieval import map_term_statistics
 from lamp_rag.study import (PSEUDO_PROFILE_SIZES, StudySelector, StudySettings, apply_order, guarded_profile,
@@ -223,7 +224,7 @@ def test_profile_study_zero_shot_writes_results(tiny_causal_lm, tmp_path, capsys
     assert len(selection) == 3 and all(len(items) == 2 for items in selection.values())
     config = json.loads((out / "config.json").read_text())
     assert config["prompt_template"] == "study_only_output" and config["args"]["task"] == "LaMP_4"
-    assert set(json.loads((out / "scores.json").read_text())["metrics"]) == {"rouge-1", "rouge-L"}
+    assert set(metric_values(json.loads((out / "scores.json").read_text()))) == {"rouge-1", "rouge-L"}
     assert (out / "predictions.json").is_file() and str(out) in capsys.readouterr().out
 
 

@@ -1,0 +1,25 @@
+"""The one content fingerprint of the repository: a short sha256 that keys caches and resumable outputs."""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import PurePath
+from typing import Any
+
+
+def fingerprint(value: Any, length: int = 16) -> str:
+    """The first ``length`` hex digits of the sha256 of ``value``.
+
+    Bytes are hashed as they are (e.g. ``tensor.numpy().tobytes()``); anything else as canonical JSON
+    (sorted keys, so dict order does not matter; tuples hash like lists). Objects JSON cannot hold, such
+    as logits processors, count by their class name: give their state explicitly when it changes outputs.
+    """
+    data = value if isinstance(value, bytes) else json.dumps(
+        value, sort_keys=True, ensure_ascii=False, default=_describe).encode("utf-8")
+    return hashlib.sha256(data).hexdigest()[:length]
+
+
+def _describe(obj: Any) -> str:
+    if isinstance(obj, PurePath):
+        return str(obj)
+    return f"{type(obj).__module__}.{type(obj).__qualname__}"

@@ -1,0 +1,51 @@
+"""The run folder: one layout for every method's result, which ``python -m eval.report`` reads.
+
+    <run folder>/
+        config.json        the arguments, git commit, versions and "method" (data.cli.write_config)
+        run.log            the log (data.cli.setup_logging)
+        prompts.jsonl      {"id", "text", "num_tokens"} per example: the prompt exactly as fed to the model
+        generations.jsonl  {"id", "key", "output"}: raw outputs of finished batches, the resume log
+        predictions.json   LaMP gold format {"task", "golds": [{"id", "output"}]}
+        scores.json        the eval report {<metric>: value, ..., "task", "num_examples", ...}
+
+A folder with a ``scores.json`` is one row of ``eval.report``; nothing else in it is method-specific.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Mapping
+
+from data.io import atomic_write_json
+
+log = logging.getLogger("lampkit.runtime")
+
+CONFIG_FILE = "config.json"
+LOG_FILE = "run.log"
+PROMPTS_FILE = "prompts.jsonl"
+GENERATIONS_FILE = "generations.jsonl"
+PREDICTIONS_FILE = "predictions.json"
+SCORES_FILE = "scores.json"
+
+
+def write_run_config(output_dir: str | os.PathLike, args, method: str, **extra) -> Path:
+    """config.json of a run: ``data.cli.write_config`` plus the method that made it (the contract's "method")."""
+    from data.cli import write_config
+
+    return write_config(output_dir, args, method=method, **extra)
+
+
+def write_scores(output_dir: str | os.PathLike, task: str, golds: Mapping[str, str],
+                 predictions: Mapping[str, str]) -> dict[str, float]:
+    """Score ``predictions`` against ``golds`` with ``eval`` and write scores.json; returns the metrics.
+
+    An empty prediction is a (bad) answer, scored as the official scorers do and counted in the report;
+    a gold without a prediction is an error.
+    """
+    from eval.scoring import metric_values, score_predictions
+
+    report = score_predictions(task, golds, predictions)
+    path = atomic_write_json(Path(output_dir) / SCORES_FILE, report)
+    print(f"scores: {path}")
+    return metric_values(report)
