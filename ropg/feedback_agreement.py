@@ -7,8 +7,8 @@ among a question's scored candidates (e.g. dev questions scored by ropg.profile_
         --output runs/ropg/agreement.json
 
 Rows: bm25 and recency (lamp_rag's rankers), one per ``--encoder NAME=PATH`` (mean-pooled dot product), and
-two references: "oracle" (the best candidate) and "candidates mean" (a uniformly random pick). Every ranker
-reorders the same candidates; higher is better (MAE-type metrics as the training's (w - error) / w).
+two references: "oracle" (the best candidate) and "candidates mean" (a uniformly random pick). A ranker's
+top-1 is the candidate it ranks highest; higher is better (MAE-type metrics as the training's (w - error) / w).
 Writes a JSON report and prints a Markdown table.
 """
 from __future__ import annotations
@@ -37,46 +37,47 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def scored_candidates(examples, scores, scores_path) -> list:
-    """Each question that has feedback, its profile cut to the scored items in candidate-rank order."""
+def scored_candidates(examples, scores, scores_path) -> list[tuple]:
+    """(question, its scored candidates in candidate-rank order) for each question that has feedback."""
     from ropg.feedback import pair_key
 
-    restricted = []
+    found = []
     for example in examples:
         items = [item for item in example.profile if pair_key(example.id, item["id"]) in scores]
         if items:
             items.sort(key=lambda item: scores[pair_key(example.id, item["id"])].get("rank", 0))
-            restricted.append(dataclasses.replace(example, profile=items))
-    if not restricted:
+            found.append((example, items))
+    if not found:
         raise input_error(scores_path, "no question of the data file has a scored item")
-    return restricted
+    return found
 
 
-def top1_feedback(spec, examples, scores, orders, scores_path=None) -> list[float]:
-    """Per question, the feedback value of the item its ranker put first."""
-    from ropg.feedback import pair_key
-    from ropg.losses import feedback_values
+def agreement_table(spec, questions, scores, rankers: dict, use_date: bool, scores_path=None) -> dict[str, float]:
+    """{ranker name: mean feedback of its best-ranked candidate}, plus the oracle and a random pick.
 
-    return [feedback_values(spec, [scores[pair_key(example.id, example.profile[order[0]]["id"])]],
-                            example.target, scores_path, example.id)[0]
-            for example, order in zip(examples, orders)]
-
-
-def agreement_table(spec, examples, scores, rankers: dict, use_date: bool, scores_path=None) -> dict[str, float]:
-    """{ranker name: mean top-1 feedback}, plus the oracle and a random pick, over the same candidates."""
+    BM25 and recency rank the whole profile (BM25's idf depends on every document, so ranking only the
+    candidates would change it); a dense ranker scores each document alone, so it ranks the candidates only,
+    which gives the same choice for far fewer encodings.
+    """
     from lamp_rag.retrieval import rank_indices
     from ropg.feedback import pair_key
     from ropg.losses import feedback_values
 
-    values = [feedback_values(spec, [scores[pair_key(example.id, item["id"])] for item in example.profile],
-                              example.target, scores_path, example.id) for example in examples]
+    examples = [example for example, _ in questions]
+    only_candidates = [dataclasses.replace(example, profile=items) for example, items in questions]
+    values = [dict(zip((str(item["id"]) for item in items),
+                       feedback_values(spec, [scores[pair_key(example.id, item["id"])] for item in items],
+                                       example.target, scores_path, example.id)))
+              for example, items in questions]
     table = {}
     for name, (ranker, encoder) in rankers.items():
-        orders = rank_indices(spec, examples, ranker, use_date=use_date, encoder=encoder, progress=False)
-        feedback = top1_feedback(spec, examples, scores, orders, scores_path)
-        table[name] = sum(feedback) / len(feedback)
-    table["oracle"] = sum(max(row) for row in values) / len(values)
-    table["candidates mean"] = sum(sum(row) / len(row) for row in values) / len(values)
+        ranked = only_candidates if encoder is not None else examples
+        orders = rank_indices(spec, ranked, ranker, use_date=use_date, encoder=encoder, progress=False)
+        top1 = [next(value[str(example.profile[i]["id"])] for i in order if str(example.profile[i]["id"]) in value)
+                for example, order, value in zip(ranked, orders, values)]
+        table[name] = sum(top1) / len(top1)
+    table["oracle"] = sum(max(value.values()) for value in values) / len(values)
+    table["candidates mean"] = sum(sum(value.values()) / len(value) for value in values) / len(values)
     return table
 
 
@@ -98,16 +99,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     scores = read_json(args.scores_path)
     if not isinstance(scores, dict):
         raise input_error(args.scores_path, 'expected {"<question_id>-<item_id>": {<metric>: value, ...}}')
-    examples = scored_candidates(load_examples(args.data, args.outputs, task=spec.name), scores, args.scores_path)
+    questions = scored_candidates(load_examples(args.data, args.outputs, task=spec.name), scores, args.scores_path)
     rankers = {"bm25": ("bm25", None), "recency": ("recency", None),
                **{name: ("contriever", load_encoder(path)) for name, path in encoders.items()}}
-    table = agreement_table(spec, examples, scores, rankers, args.use_date, args.scores_path)
+    table = agreement_table(spec, questions, scores, rankers, args.use_date, args.scores_path)
     metric = feedback_metric(spec)
-    candidates = sum(len(example.profile) for example in examples) / len(examples)
-    atomic_write_json(args.output, {"task": spec.name, "metric": metric, "num_questions": len(examples),
+    candidates = sum(len(items) for _, items in questions) / len(questions)
+    atomic_write_json(args.output, {"task": spec.name, "metric": metric, "num_questions": len(questions),
                                     "mean_candidates": candidates, "top1_feedback": table, "encoders": encoders})
     write_config(args.output.parent, args, output=str(args.output))
-    print(f"| ranker | mean {metric} of its top-1 ({len(examples)} questions, {candidates:.1f} candidates) |")
+    print(f"| ranker | mean {metric} of its top-1 ({len(questions)} questions, {candidates:.1f} candidates) |")
     print("|---|---|")
     for name, value in table.items():
         print(f"| {name} | {value:.4f} |")

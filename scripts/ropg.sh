@@ -29,6 +29,7 @@ fi
 : "${STEPS:=20}"                       # training steps of KD and of RL
 : "${LR:=1e-5}"                        # retriever learning rate (reference: 1e-5)
 : "${TEMPERATURE:=1.0}"                # KD temperature
+: "${MAX_LENGTH:=512}"                 # query/document tokens in training (the encoder's own limit applies)
 : "${NPROC:=1}"                        # >1: torchrun --nproc_per_node NPROC
 : "${K:=1}"                            # profile items in the RAG prompt
 : "${BATCH_SIZE:=16}"                  # prompts per generation batch
@@ -50,6 +51,7 @@ done
 common=(--do_train --task "$TASK" --train_data "$DATA_DIR/train_questions.json"
         --train_outputs "$DATA_DIR/train_outputs.json" --scores_path "$OUT/feedback/train/merged.json"
         --ctx_size "$CTX_SIZE" --total_steps "$STEPS" --lr "$LR" --model_path "$ENCODER"
+        --max_query_length "$MAX_LENGTH" --max_doc_length "$MAX_LENGTH"
         --checkpoint_dir "$OUT/checkpoints")
 "${launch[@]}" -m ropg.train_kd "${common[@]}" --name kd --temperature "$TEMPERATURE"
 "${launch[@]}" -m ropg.train_rl "${common[@]}" --name rl

@@ -226,3 +226,40 @@ def test_train_kd_needs_do_train_and_has_temperature_rl_does_not(tmp_path):
         train_kd([*base, "--temperature", "2"])
     with pytest.raises(InputError, match="temperature"):
         train_rl([*base, "--do_train", "--temperature", "2"])
+
+
+def test_batch_scores_are_the_encoders_dot_products_per_question(tiny_encoder):
+    from lm import load_encoder
+    from ropg.training import Question, batch_scores, collate
+
+    encoder = load_encoder(str(tiny_encoder), device="cpu")
+    questions = [Question("rivers and seas", ("the sea", "a town", "rain"), (0.1, 0.2, 0.3)),
+                 Question("apples", ("fruit trees",), (0.5,))]
+    input_ids, attention_mask, gold, mask = collate(questions, encoder.tokenizer, 64, 64)
+    assert mask.tolist() == [[True, True, True], [True, False, False]]
+    assert gold.flatten().tolist() == pytest.approx([0.1, 0.2, 0.3, 0.5, 0.0, 0.0])
+    with torch.no_grad():
+        scores = batch_scores(encoder.model.eval(), input_ids, attention_mask, mask)
+    for row, question in enumerate(questions):
+        vectors = encoder.encode([question.query, *question.documents])
+        expected = (vectors[1:] @ vectors[0]).tolist()
+        assert scores[row, :len(expected)].tolist() == pytest.approx(expected, abs=1e-4)
+
+
+def test_feedback_agreement_scores_each_rankers_top1_among_the_candidates(lamp4_files, tmp_path, capsys):
+    from ropg.feedback_agreement import main as agreement
+
+    questions, outputs = lamp4_files
+    scores = tmp_path / "scores.json"
+    # candidates: q1 b (BM25 top-1), c (newest); q2 d (BM25 top-1), f (newest)
+    scores.write_text(json.dumps({"q1-b": {"rouge-1": 0.2, "rank": 0}, "q1-c": {"rouge-1": 0.6, "rank": 1},
+                                  "q2-d": {"rouge-1": 0.5, "rank": 0}, "q2-f": {"rouge-1": 0.0, "rank": 1}}))
+    out = tmp_path / "agree" / "agreement.json"
+    assert agreement(["--task", "LaMP_4", "--data", str(questions), "--outputs", str(outputs),
+                      "--scores_path", str(scores), "--output", str(out)]) == 0
+    table = json.loads(out.read_text())["top1_feedback"]
+    assert table["bm25"] == pytest.approx((0.2 + 0.5) / 2)
+    assert table["recency"] == pytest.approx((0.6 + 0.0) / 2)
+    assert table["oracle"] == pytest.approx((0.6 + 0.5) / 2)
+    assert table["candidates mean"] == pytest.approx((0.4 + 0.25) / 2)
+    assert "| bm25 | 0.3500 |" in capsys.readouterr().out
