@@ -12,11 +12,14 @@ Two renderings of "question + retrieved profile items":
   without profile, while the official string prompt scored lower with profile than without.
 
 ``render_prompt`` picks between them so a method calls one function; ``default_prompt_style`` says
-which one a model gets by default.
+which one a model gets by default. ``build_study_prompt`` renders the user-profile role study's own
+templates (``study_*``) with the study's budgets.
 """
 from __future__ import annotations
 
 import logging
+import math
+import re
 from contextlib import contextmanager
 from typing import Mapping, Sequence
 
@@ -36,9 +39,9 @@ class _ProfileDoesNotFit(Exception):
     """The budget left for the profile is too small at the current input share."""
 
 
-def token_count(tokenizer, text: str) -> int:
-    """Tokens of ``text`` including the special tokens the tokenizer adds (T5's EOS, BERT's CLS/SEP)."""
-    return len(tokenizer(text)["input_ids"])
+def token_count(tokenizer, text: str, special_tokens: bool = True) -> int:
+    """Tokens of ``text``, by default including the special tokens the tokenizer adds (T5's EOS, BERT's CLS/SEP)."""
+    return len(tokenizer(text, add_special_tokens=special_tokens)["input_ids"])
 
 
 def build_prompt(spec: TaskSpec, input_text: str, items: Sequence[Mapping], tokenizer=None,
@@ -114,6 +117,13 @@ def _truncate(tokenizer, text: str, max_tokens: int) -> list[int]:
 
 def _wrap(spec: TaskSpec, profile_template: ProfileTemplate, input_text: str, rendered: list[str]) -> str:
     joined = profile_template.join.join(rendered)
+    if profile_template.insert_after is not None:
+        match = re.search(profile_template.insert_after, input_text)
+        if match is None:
+            log.warning("%s: nothing in the input matches %r to put the profile after; using the input alone",
+                        spec.name, profile_template.insert_after)
+            return input_text
+        return f"{input_text[:match.end()]} {joined}{input_text[match.end():]}"
     if profile_template.insert_after_title:
         position = input_text.find("title")
         if position < 0:
@@ -137,6 +147,57 @@ def _naming_missing_fields(spec: TaskSpec, item: Mapping):
         yield
     except KeyError as err:
         raise input_error(spec.name, "missing", record=item.get("id"), field=err.args[0]) from None
+
+
+def build_study_prompt(spec: TaskSpec, input_text: str, items: Sequence[Mapping], tokenizer, template: str,
+                       input_max_length: int = 512, task_max_length: int = 256) -> str:
+    """The profile study's prompt (spec profile_study A6): ``items`` in the task's ``template`` around the input.
+
+    The study's window is ``input_max_length`` tokens, of which ``task_max_length`` are left to the input
+    and the rest, B, to the profile (the finished prompt is later cut to the window from the right, so the
+    profile, written first, never pushes the question out). A "per_item" template gives each of the k items
+    (B - ``reserve_tokens``) / k tokens (``budget_shrinks_with_input``: (window - max(task share, input
+    tokens)) / k); an item longer than that loses ceil(excess) + 1 tokens of its variable field, the
+    study's rule. A "block" template (the outputs-only ablations) joins the items and cuts the block as a
+    whole so that it and the template's wording fit in B. Lengths count the tokenizer's special tokens, as
+    the study's ``tokenizer.encode`` did. No items: the input unchanged.
+    """
+    profile_template = spec.template(template)
+    if not items:
+        return input_text
+    profile_tokens = input_max_length - task_max_length
+    if profile_template.budget == "block":
+        wording = token_count(tokenizer, profile_template.wrap.format(profile="", input=""), special_tokens=False)
+        block = profile_template.join.join(_render_item(spec, profile_template, item) for item in items)
+        return _wrap(spec, profile_template, input_text, [_cut_to_budget(tokenizer, block, profile_tokens - wording)])
+    if profile_template.budget != "per_item":
+        raise ValueError(f"{spec.name} template {template!r} is not one of the study's (budget "
+                         f"{profile_template.budget!r})")
+    if profile_template.budget_shrinks_with_input:
+        taken = max(task_max_length, token_count(tokenizer, input_text))
+        per_item = max(input_max_length - taken, 0) / len(items)
+    else:
+        per_item = (profile_tokens - profile_template.reserve_tokens) / len(items)
+    rendered = []
+    for item in items:
+        text = _render_item(spec, profile_template, item)
+        excess = token_count(tokenizer, text) - per_item
+        if excess > 0 and profile_template.field is not None:
+            with _naming_missing_fields(spec, item):
+                ids = tokenizer(str(item[profile_template.field]))["input_ids"]
+            kept = ids[:max(len(ids) - math.ceil(excess) - 1, 0)]
+            cut = tokenizer.decode(kept, skip_special_tokens=True)
+            text = _render_item(spec, profile_template, {**item, profile_template.field: cut})
+        rendered.append(text)
+    return _wrap(spec, profile_template, input_text, rendered)
+
+
+def _cut_to_budget(tokenizer, text: str, budget: float) -> str:
+    """``text`` cut by the study's rule: over ``budget`` tokens, ceil(excess) + 1 tokens go from the end."""
+    ids = tokenizer(text)["input_ids"]
+    if len(ids) <= budget:
+        return text
+    return tokenizer.decode(ids[:max(len(ids) - math.ceil(len(ids) - budget) - 1, 0)], skip_special_tokens=True)
 
 
 def build_messages(spec: TaskSpec, input_text: str, items: Sequence[Mapping], tokenizer=None,

@@ -2,7 +2,8 @@
 
     python -m eval.eval_task --golds_json dev_outputs.json --preds_json preds.json \\
         --task_name LaMP_4 --output_file metrics.json
-    python eval/eval_task.py --golds_json G --preds_json P --task LaMP-4          # CoPe's flag, any alias
+    python eval/eval_task.py --task news_headline --golds_json G --preds_json P \\
+        --task_name LaMP_4 --output_file P                 # CoPe's command: the report goes into P
     python -m eval.eval_task --golds_json G --preds_json A.json --compare B.json  # paired bootstrap B - A
     python -m eval.eval_task --golds_json G --preds_json P --metrics rouge-1 rouge-L meteor bleu \\
         --per_example per_example.json

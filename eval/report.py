@@ -171,10 +171,9 @@ def make_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(make_parser(), argv)
     text = render(collect_rows(args.paths), args.metrics, args.title)
-    print("\n" + text, end="")
-    if args.output:
+    if args.output:  # the file first: a closed pipe (`| head`) cannot cost it
         atomic_write_text(args.output, text)
-        print(f"table: {args.output}")
+    print("\n" + text + (f"table: {args.output}\n" if args.output else ""), end="")
     return 0
 
 

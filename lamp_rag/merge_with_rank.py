@@ -11,7 +11,7 @@ them). Without --profile_ranking_addr the original order is kept. The outputs fi
 ``{"task", "golds"}`` one; a question without a gold is an error unless --allow_missing_outputs (then it
 gets no "output" field; an earlier question's gold is never reused). A ranking that names an item or a
 question the questions file does not have is an error. The result, a JSON list read by evaluate_llm /
-train_llm with --is_ranked, is written atomically with config.json next to it.
+train_llm with --is_ranked, is written atomically with its provenance in <output>.config.json beside it.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import argparse
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from data.cli import add_task_argument, parse_args, run, write_config, writable_file
+from data.cli import add_task_argument, config_path, parse_args, run, writable_file, write_config
 from data.errors import input_error
 
 
@@ -104,8 +104,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise input_error(args.lamp_output_addr, f"{len(extra_golds)} gold id(s) have no question in "
                                                  f"{args.lamp_questions_addr.name}, e.g. {min(extra_golds)!r}")
     atomic_write_json(args.merged_output_addr, merged)
-    write_config(args.merged_output_addr.parent, args, output=str(args.merged_output_addr))
-    print(f"merged {len(merged)} questions ({len(missing)} without gold): {args.merged_output_addr}")
+    config = config_path(args.merged_output_addr)
+    write_config(config.parent, args, filename=config.name, output=str(args.merged_output_addr))
+    print(f"merged {len(merged)} questions ({len(missing)} without gold): {args.merged_output_addr} "
+          f"(config: {config})")
     return 0
 
 

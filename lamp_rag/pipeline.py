@@ -1,4 +1,4 @@
-"""lamp_rag's own part of a run: prompt style, the official prompt cut, retrieval wiring and prompts.
+"""lamp_rag's own part of a run: prompt style, the official prompt cut and the prompts (retrieval: lamp_rag.retrieval).
 
 Generation, resuming and the result files are the shared runtime's (``runtime.generation``)::
 
@@ -11,7 +11,6 @@ from typing import Mapping, Sequence
 
 from tqdm.auto import tqdm
 
-from data.errors import InputError
 from data.prompts import default_prompt_style, render_prompt
 from data.records import Example
 from data.tasks import TaskSpec
@@ -38,23 +37,6 @@ def prompt_cut_options(max_prompt_tokens: int | None) -> dict:
     if max_prompt_tokens is None:
         return {}
     return {"max_input_tokens": max_prompt_tokens, "truncation_side": "right"}
-
-
-def retrieve_items(spec: TaskSpec, examples: Sequence[Example], args) -> list[list[dict]] | None:
-    """Top-K profile items per example from the shared retrieval flags; None without ``--use_profile``."""
-    if not args.use_profile:
-        return None
-    if args.num_retrieved < 1:
-        raise InputError(f"--num_retrieved must be at least 1 with --use_profile, got {args.num_retrieved}")
-    from lamp_rag.retrieval import select_items
-
-    encoder = None
-    if args.retriever == "contriever" and not args.is_ranked:
-        from lm import load_encoder
-
-        encoder = load_encoder(args.retriever_model)
-    return select_items(spec, examples, args.num_retrieved, args.retriever, is_ranked=args.is_ranked,
-                        use_date=args.use_date, encoder=encoder, seed=args.seed)
 
 
 def build_prompts(spec: TaskSpec, examples: Sequence[Example], items_per_example: Sequence[Sequence[Mapping]] | None,

@@ -8,7 +8,11 @@ Works for every LaMP and LongLaMP task (LaMP questions files or LongLaMP records
 documents come from the task registry (spec lamp.md 3.2), the rankers from ``lamp_rag.retrieval``:
 bm25 (rank_bm25 BM25Okapi, exact scores and order), contriever (unnormalized dot product of mean-pooled
 embeddings), recency (newest first) and random (seeded, without replacement). The output is written
-atomically, with config.json in the same folder; feed it to ``python -m lamp_rag.merge_with_rank``.
+atomically, with its provenance in <output>.config.json beside it (so a dev ranking written next to the
+train ranking keeps both); feed it to ``python -m lamp_rag.merge_with_rank``.
+
+--contriever_checkpoint facebook/contriever works offline when that model is in the local Hugging Face
+cache (or in --cache_dir); --allow_download lets it be downloaded (with HF_HUB_OFFLINE=0).
 """
 from __future__ import annotations
 
@@ -16,7 +20,8 @@ import argparse
 from pathlib import Path
 from typing import Sequence
 
-from data.cli import add_task_argument, add_workers_argument, parse_args, run, write_config, writable_file
+from data.cli import (ModelOptions, add_dataclass_arguments, add_task_argument, add_workers_argument, config_path,
+                      from_args, parse_args, run, writable_file, write_config)
 from data.errors import InputError, input_error
 from lamp_rag.retrieval import RANKERS
 
@@ -39,6 +44,7 @@ def make_parser() -> argparse.ArgumentParser:
                              "folder / cached hub id such as facebook/contriever (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="random: seed of the permutations")
     add_workers_argument(parser, "bm25 on large files")
+    add_dataclass_arguments(parser, ModelOptions, "contriever model", exclude=("model_name", "dtype", "backend"))
     return parser
 
 
@@ -57,16 +63,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise input_error(args.input_data_addr, "no questions")
     encoder = None
     if args.ranker == "contriever":
-        from lm import load_encoder
-
-        encoder = load_encoder(args.contriever_checkpoint)
+        encoder = from_args(ModelOptions, args).load_encoder(args.contriever_checkpoint)
     rankings = rank_examples(spec, examples, args.ranker, use_date=args.use_date, encoder=encoder,
                              seed=args.seed, batch_size=args.batch_size,
                              workers=args.workers)
     atomic_write_json(args.output_ranking_addr, {example.id: ranking for example, ranking
                                                  in zip(examples, rankings)})
-    write_config(args.output_ranking_addr.parent, args, output=str(args.output_ranking_addr))
-    print(f"ranked {len(examples)} profiles with {args.ranker}: {args.output_ranking_addr}")
+    config = config_path(args.output_ranking_addr)
+    write_config(config.parent, args, filename=config.name, output=str(args.output_ranking_addr))
+    print(f"ranked {len(examples)} profiles with {args.ranker}: {args.output_ranking_addr} (config: {config})")
     return 0
 
 

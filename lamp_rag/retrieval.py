@@ -22,6 +22,11 @@ document ``spec.document(item, use_date)`` (spec lamp.md 3.2). Rankers (spec lam
 * ``random``: a permutation seeded by (seed, example id), so top-k samples WITHOUT replacement and every
   example's draw is reproducible on its own (the reference used unseeded ``random.choices``, i.e. with
   replacement).
+
+Prompt-time selection (:func:`select_items`) adds the reference's ``recency_contriever``: the first
+floor(k/2) items of the dense ranking (or of the already ranked profile with ``is_ranked``) followed by the
+floor(k/2) most recent items, as in the reference's prompts.py, so an odd k gives k - 1 items and an item
+both relevant and recent appears twice (spec lamp.md 3.3).
 """
 from __future__ import annotations
 
@@ -35,12 +40,15 @@ from typing import Callable, Iterator, Mapping, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from data.errors import input_error
+from data.cli import option
+from data.errors import InputError, input_error
 from data.parallel import default_workers, forks_workers, ordered_map
 from data.records import Example
 from data.tasks import TaskSpec
 
 RANKERS = ("bm25", "contriever", "recency", "random")
+# What a prompt's items can come from: a ranker, or the reference's mix of dense ranking and recency.
+RETRIEVERS = (*RANKERS, "recency_contriever")
 BM25_K1, BM25_B, BM25_EPSILON = 1.5, 0.75, 0.25
 PARALLEL_MIN_CHUNKS = 32   # below this many chunks, worker processes cost more than they save
 CHUNK_CORPORA = 8           # corpora per Arrow call: small buffers are reused warm (64 was 1.5x slower)
@@ -368,12 +376,62 @@ def select_items(spec: TaskSpec, examples: Sequence[Example], k: int, retriever:
     """Per example, its top-``k`` profile items (fewer when the profile is shorter), best first.
 
     ``is_ranked``: the profiles are already ordered (merge_with_rank output), so the first ``k`` are taken
-    whatever ``retriever`` says, as the reference does.
+    whatever ``retriever`` says, as the reference does; ``recency_contriever`` then mixes that order with
+    recency (module docstring).
     """
     if k < 0:
         raise ValueError(f"k must be >= 0, got {k}")
+    if retriever not in RETRIEVERS:
+        raise ValueError(f"unknown retriever {retriever!r}; available: {', '.join(RETRIEVERS)}")
+    if retriever == "recency_contriever":
+        if is_ranked:
+            relevant = [list(range(len(example.profile))) for example in examples]
+        else:
+            relevant = rank_indices(spec, examples, "contriever", use_date=use_date, encoder=encoder,
+                                    batch_size=batch_size, progress=progress)
+        recent = rank_indices(spec, examples, "recency")
+        orders = [ranked[:k // 2] + newest[:k // 2] for ranked, newest in zip(relevant, recent)]
+        return [[example.profile[i] for i in order] for example, order in zip(examples, orders)]
     if is_ranked:
         return [list(example.profile[:k]) for example in examples]
     orders = rank_indices(spec, examples, retriever, use_date=use_date, encoder=encoder, seed=seed,
                           batch_size=batch_size, progress=progress)
     return [[example.profile[i] for i in order[:k]] for example, order in zip(examples, orders)]
+
+
+@dataclass
+class RetrievalOptions:
+    """Which profile items go into a prompt (evaluate_llm, train_llm and the methods built on them)."""
+
+    use_profile: bool = option(False, "put retrieved profile items in the prompt")
+    retriever: str = option("bm25", "how profile items are chosen (with --is_ranked: only recency_contriever "
+                                    "changes the given order)", choices=RETRIEVERS)
+    is_ranked: bool = option(False, "profiles are already ordered (merge_with_rank output): take the first K")
+    num_retrieved: int = option(1, "K, profile items in the prompt", minimum=0)
+    retriever_model: str = option("default", "dense encoder for contriever / recency_contriever: 'default' "
+                                             "(packaged all-MiniLM-L6-v2) or an HF encoder folder or cached hub id "
+                                             "such as facebook/contriever", aliases=["--contriever_checkpoint"])
+    use_date: bool = option(False, "append ' date: <date>' to retrieval documents")
+
+    def needs_encoder(self) -> bool:
+        return self.use_profile and (self.retriever == "recency_contriever"
+                                     or (self.retriever == "contriever" and not self.is_ranked))
+
+    def retrieve(self, spec: TaskSpec, examples: Sequence[Example], seed: int = 0,
+                 load_encoder=None) -> list[list[Mapping]] | None:
+        """Top-K profile items per example; None without ``use_profile``.
+
+        ``seed``: the random retriever's; ``load_encoder(name)`` loads the dense encoder when one is needed
+        (default: ``lm.load_encoder``, offline).
+        """
+        if not self.use_profile:
+            return None
+        if self.num_retrieved < 1:
+            raise InputError(f"--num_retrieved must be at least 1 with --use_profile, got {self.num_retrieved}")
+        encoder = None
+        if self.needs_encoder():
+            if load_encoder is None:
+                from lm import load_encoder
+            encoder = load_encoder(self.retriever_model)
+        return select_items(spec, examples, self.num_retrieved, self.retriever, is_ranked=self.is_ranked,
+                            use_date=self.use_date, encoder=encoder, seed=seed)

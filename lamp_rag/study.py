@@ -25,6 +25,10 @@ What is reproduced, and where it departs from the study's code:
   re-seeded on every ``datasets.map`` batch, so every batch of 1000 drew the same users; not reproduced.
 * ``decouple`` ranks on the input field alone and shows outputs like ``only_output``; the ablation is
   ignored (``both``) for tasks without the study's ablation prompts (LaMP_1, LaMP_7).
+* Prompts are the study's own templates (``study_*`` in data.tasks, spec A6), not the official LaMP
+  prompt: ``both`` cuts every item to its share of the profile budget, ``only_output`` / ``decouple``
+  cut the block of outputs as a whole; see :func:`data.prompts.build_study_prompt`.
+* LaMP_2 keeps the checkpoint with the best F1 as the study did (:data:`STUDY_BEST_METRICS`).
 * ``--retrieval_order``: ``start`` (best first), ``end`` (reversed), ``middle`` (best in the centre, see
   :func:`middle_order`), ``random`` (each list shuffled by ``random.Random(seed)``, so equally long lists
   get the same permutation; applied with ``both`` only, as the study's ablation prompts ignore it).
@@ -33,14 +37,15 @@ from __future__ import annotations
 
 import random
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from itertools import accumulate
 from pathlib import Path
 from typing import Any, Mapping, Sequence, TypeVar
 
 import numpy as np
 
-from data.errors import InputError
+from data.cli import option, task_name, writable_dir
+from data.errors import InputError, input_error
 from data.records import Example
 from data.tasks import TaskSpec
 from lamp_rag.retrieval import BM25_B, BM25_K1, QueryTerms, map_term_statistics
@@ -50,8 +55,11 @@ MIXED_SOURCES = ("BM25", "Random", "Full_Random")
 ABLATIONS = ("both", "only_input", "only_output", "decouple")
 ORDERS = ("start", "end", "middle", "random")
 # The prompt template (data.tasks) of each ablation; decouple differs from only_output in retrieval only.
-ABLATION_TEMPLATES = {"both": "official", "only_input": "study_only_input", "only_output": "study_only_output",
+ABLATION_TEMPLATES = {"both": "study_both", "only_input": "study_only_input", "only_output": "study_only_output",
                       "decouple": "study_only_output"}
+# Where the study picked the best checkpoint by another metric than the LaMP reference (spec A8:
+# metric_for_best_model), by task; every other task selects by the registry's best_metric.
+STUDY_BEST_METRICS = {"LaMP_2": "f1"}
 # The study's AVG table: the average profile size per task, the size of RanBM25's pseudo-profiles
 # (spec A4). Tasks the study did not run use the mean profile size of the run's own pool.
 PSEUDO_PROFILE_SIZES = {"LaMP_1": 91, "LaMP_2": 159, "LaMP_3": 188, "LaMP_4": 287, "LaMP_5": 90, "LaMP_6": 81,
@@ -63,15 +71,27 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class StudySettings:
-    retrieval_id: str = "BM25"
-    k: float = 1                         # items per prompt; 0 < k < 1: fraction of the profile (BM25-based)
-    ablation: str = "both"
-    order: str = "start"
-    target: float = 0                    # first BM25 rank taken (>= 1) or fraction of the profile (< 1)
-    seed: int = 1
-    input_retrieval_id: str = "Random"   # Mixed: where the items (their input fields) come from
-    output_retrieval_id: str = "Random"  # Mixed: where their output fields come from
-    pseudo_profile_size: int | None = None   # RanBM25; None: PSEUDO_PROFILE_SIZES or the pool's mean
+    """Which items of which profile go into the prompt, in which fields and order (the study's flags, spec A3)."""
+
+    retrieval_id: str = option("BM25", "which items: the user's BM25 top-k, random own items, random items of "
+                                       "other users (Full_Random), BM25 over random other users' items "
+                                       "(RanBM25), or Mixed", choices=RETRIEVAL_IDS)
+    k: float = option(1, "k items per prompt; 0 = no profile; 0 < k < 1 = that fraction of the profile "
+                         "(BM25-based retrievals)", flags=["--retrieval_num"], minimum=0)
+    ablation: str = option("both", "which fields the prompt shows: input+output pairs, inputs only, outputs only, "
+                                   "or outputs only with BM25 on the inputs (decouple)",
+                           flags=["--retrieval_ablation"], choices=ABLATIONS)
+    order: str = option("start", "best item first, last, in the middle, or a seeded shuffle (both only)",
+                        flags=["--retrieval_order"], choices=ORDERS)
+    target: float = option(0, "take BM25 ranks [t, t+k) instead of the top k; t >= 1 is a rank, t < 1 a fraction "
+                              "of the profile", flags=["--retrieval_target"], minimum=0)
+    random_seed: int = option(1, "seed of every random draw", flags=["--retrieval_random_seed"])
+    input_retrieval_id: str = option("Random", "Mixed: retrieval giving the items (their inputs)",
+                                     choices=MIXED_SOURCES)
+    output_retrieval_id: str = option("Random", "Mixed: retrieval giving the output fields", choices=MIXED_SOURCES)
+    pseudo_profile_size: int | None = option(None, "RanBM25: items per pseudo-profile (default: the study's "
+                                                   "average profile size for the task, else the mean profile size "
+                                                   "of train + dev)", minimum=1)
 
     def check(self) -> None:
         """Raise InputError for an impossible combination of settings."""
@@ -88,11 +108,76 @@ class StudySettings:
         if self.pseudo_profile_size is not None and self.pseudo_profile_size < 1:
             raise InputError(f"pseudo_profile_size must be >= 1, got {self.pseudo_profile_size}")
 
+    def ignored_options(self, spec: TaskSpec) -> list[str]:
+        """Settings that change nothing in this combination (each worth a warning), e.g. a random order
+        with the ablation prompts, which keep the ranking's order."""
+        defaults = StudySettings()
+        changed = {each.name for each in fields(self) if getattr(self, each.name) != getattr(defaults, each.name)}
+        ablation = effective_ablation(spec, self.ablation)
+        notes = []
+        if "ablation" in changed and ablation != self.ablation:
+            notes.append(f"--retrieval_ablation {self.ablation}: {spec.name} has no prompt for it (the study "
+                         f"ignores ablations for LaMP_1 and LaMP_7); using both")
+        if self.order == "random" and ablation != "both":
+            notes.append(f"--retrieval_order random does nothing with --retrieval_ablation {self.ablation}: the "
+                         f"study shuffles only the 'both' prompts")
+        if changed & {"input_retrieval_id", "output_retrieval_id"} and self.retrieval_id != "Mixed":
+            notes.append("--input_retrieval_id / --output_retrieval_id do nothing without --retrieval_id Mixed")
+        bm25_based = self.retrieval_id in ("BM25", "RanBM25") or (
+            self.retrieval_id == "Mixed" and "BM25" in (self.input_retrieval_id, self.output_retrieval_id))
+        if "target" in changed and not bm25_based:
+            notes.append(f"--retrieval_target does nothing with --retrieval_id {self.retrieval_id} (BM25 ranks only)")
+        if "pseudo_profile_size" in changed and self.retrieval_id != "RanBM25":
+            notes.append("--pseudo_profile_size does nothing without --retrieval_id RanBM25")
+        if "random_seed" in changed and not self.uses_random:
+            notes.append("--retrieval_random_seed does nothing: nothing in these settings is random")
+        return notes
+
     @property
     def uses_random(self) -> bool:
         sources = {self.input_retrieval_id, self.output_retrieval_id} if self.retrieval_id == "Mixed" \
             else {self.retrieval_id}
         return self.order == "random" or bool(sources & {"Random", "Full_Random", "RanBM25"})
+
+
+ALL_TASKS = "All"
+TASK_PATTERNS = ("user-based", "time-based")
+
+
+def study_task_name(value: str) -> str:
+    """argparse type of --task_name: "All" or any task alias (resolved to the canonical name)."""
+    return ALL_TASKS if value.lower() == ALL_TASKS.lower() else task_name(value)
+
+
+@dataclass
+class StudyOptions:
+    """What the study runs on and what it does (the study's flags and defaults, spec A3)."""
+
+    task_name: str = option(ALL_TASKS, "a task (any alias) or All: every task with the study's prompts whose "
+                                       "data folder exists", type=study_task_name)
+    task_pattern: str = option("user-based", "split type: the data is read from <raw_data_folder_path>/"
+                                             "<task_pattern>/<task_name>/ (user-based data may also sit directly "
+                                             "in <raw_data_folder_path>/<task_name>/)", choices=TASK_PATTERNS)
+    raw_data_folder_path: Path | None = option(None, "folder of the LaMP data: {train,dev,test}_{questions,"
+                                                     "outputs}.json per task (default: the embedded sample, "
+                                                     "data/sample)")
+    result_dir: Path = option(Path("runs/profile_study"), "results root; the run folder is named after the "
+                                                           "settings", type=writable_dir)
+    input_max_length: int = option(512, "the model's input window in tokens; prompts are cut to it from the "
+                                        "right", minimum=1)
+    task_max_length: int = option(256, "tokens of the window left to the task input; the profile gets the rest",
+                                  minimum=0)
+    do_train: bool = option(True, "fine-tune on the train split, best epoch on dev, then score dev with it")
+    do_eval: bool = option(False, "score the dev split with the model as loaded (zero-shot; use with --no_do_train)")
+    do_predict: bool = option(False, "generate the test split (test_questions.json) into <run>/test/")
+    fp16: bool = option(False, "load the model in float16 (the study's setting for Llama-2-chat)")
+
+    def check(self) -> None:
+        if self.task_max_length >= self.input_max_length:
+            raise InputError(f"--task_max_length ({self.task_max_length}) must be smaller than --input_max_length "
+                             f"({self.input_max_length}): the profile gets the difference")
+        if not (self.do_train or self.do_eval or self.do_predict):
+            raise InputError("nothing to do: give --do_train, --do_eval or --do_predict")
 
 
 # ----------------------------------------------------------------------------- per-task rules
@@ -103,8 +188,28 @@ def effective_ablation(spec: TaskSpec, ablation: str) -> str:
 
 
 def prompt_template(spec: TaskSpec, ablation: str) -> str:
-    """The ``data.tasks`` prompt template name of an ablation for this task."""
-    return ABLATION_TEMPLATES[effective_ablation(spec, ablation)]
+    """The ``data.tasks`` prompt template name of an ablation for this task (InputError if it has none)."""
+    name = ABLATION_TEMPLATES[effective_ablation(spec, ablation)]
+    spec.template(name)
+    return name
+
+
+def study_task(spec: TaskSpec) -> TaskSpec:
+    """The task as the study trains it: its checkpoint-selection metric where the study differs (LaMP_2: F1)."""
+    metric = STUDY_BEST_METRICS.get(spec.name)
+    return spec if metric is None else replace(spec, best_metric=metric)
+
+
+def study_prompts(spec: TaskSpec, examples: Sequence[Example], selected: Sequence[Sequence[Mapping]], tokenizer,
+                  template: str, input_max_length: int, task_max_length: int) -> list[str]:
+    """The study's prompt per example (data.prompts.build_study_prompt), with a progress bar."""
+    from tqdm.auto import tqdm
+
+    from data.prompts import build_study_prompt
+
+    return [build_study_prompt(spec, example.input, items, tokenizer, template, input_max_length, task_max_length)
+            for example, items in tqdm(zip(examples, selected, strict=True), total=len(examples), desc="prompts",
+                                       unit="ex")]
 
 
 def study_query(spec: TaskSpec, input_text: str) -> str:
@@ -203,7 +308,7 @@ class StudySelector:
         settings.check()
         self.spec, self.settings = spec, settings
         self.ablation = effective_ablation(spec, settings.ablation)
-        self.rng = random.Random(f"{settings.seed}:{stream}")
+        self.rng = random.Random(f"{settings.random_seed}:{stream}")
         self.profiles = [example.profile for example in pool]
         self.cum_weights = list(accumulate(len(profile) for profile in self.profiles))
         self.pseudo_size = settings.pseudo_profile_size or PSEUDO_PROFILE_SIZES.get(spec.name)
@@ -221,7 +326,7 @@ class StudySelector:
                         for ins, outs in zip(inputs, outputs)]
         else:
             selected = self._retrieve(examples, settings.retrieval_id)
-        return [apply_order(items, settings.order, self.ablation, settings.seed) for items in selected]
+        return [apply_order(items, settings.order, self.ablation, settings.random_seed) for items in selected]
 
     def _retrieve(self, examples: Sequence[Example], retrieval_id: str) -> list[list[Mapping]]:
         k = self.settings.k
@@ -278,7 +383,7 @@ def result_dir(root: str | Path, model_name: str, settings: StudySettings, task_
     if settings.order != "start":
         path /= settings.order
     if settings.uses_random:
-        path /= f"seed{settings.seed}"
+        path /= f"seed{settings.random_seed}"
     if training is not None:
         parts = [name if value is True else f"{name}{_number(value) if isinstance(value, float) else value}"
                  for name, value in training.items() if value is not False]
@@ -288,3 +393,49 @@ def result_dir(root: str | Path, model_name: str, settings: StudySettings, task_
 
 def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def data_folder(root: Path, task_pattern: str, task_name: str) -> Path:
+    """The folder with a task's split files: <root>/<pattern>/<task> or <root>/<pattern>, and for user-based data
+    also <root>/<task> or <root> itself. Time-based data must sit under a time-based folder: a user-based
+    folder is never used for it."""
+    candidates = [root / task_pattern / task_name, root / task_pattern]
+    if task_pattern == "user-based":
+        candidates += [root / task_name, root]
+    for folder in candidates:
+        if questions_file(folder, "dev").is_file():
+            return folder
+    raise input_error(root, f"no {task_pattern} data for {task_name}: no dev_questions.json in "
+                            f"{task_pattern}/{task_name}/ or {task_pattern}/"
+                            + ("" if task_pattern == "user-based" else " (time-based data needs its own folder)"))
+
+
+def questions_file(folder: Path, split: str) -> Path:
+    """``<split>_questions.json``, or ``.jsonl`` (the study's LaMP_3 train file)."""
+    path = folder / f"{split}_questions.json"
+    return path if path.is_file() or not path.with_suffix(".jsonl").is_file() else path.with_suffix(".jsonl")
+
+
+def outputs_file(folder: Path, split: str) -> Path | None:
+    path = folder / f"{split}_outputs.json"
+    return path if path.is_file() else None
+
+
+def study_tasks(options: StudyOptions, root: Path) -> list[str]:
+    """The task names to run: the one asked for, or with All every task with the study's prompts and data."""
+    if options.task_name != ALL_TASKS:
+        return [options.task_name]
+    from data.tasks import list_tasks
+
+    names = [spec.name for spec in list_tasks() if ABLATION_TEMPLATES["both"] in spec.templates]
+    found = []
+    for name in names:
+        try:
+            folder = data_folder(root, options.task_pattern, name)
+        except InputError:
+            continue
+        if folder.name == name:     # All needs a folder per task
+            found.append(name)
+    if not found:
+        raise input_error(root, f"--task_name All: no {options.task_pattern} data for any of {', '.join(names)}")
+    return found

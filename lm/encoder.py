@@ -60,8 +60,9 @@ class Encoder:
 
 
 def load_encoder(name_or_path: str | Path = "default", device=None, trust_remote_code: bool = False,
-                 allow_download: bool = False) -> Encoder:
-    """'default' (packaged all-MiniLM-L6-v2), a local HF encoder folder, or a hub id in the local HF cache."""
+                 allow_download: bool = False, cache_dir: str | Path | None = None) -> Encoder:
+    """'default' (packaged all-MiniLM-L6-v2), a local HF encoder folder, or a hub id in the local HF cache
+    (``cache_dir``: that cache's folder, default HF's own)."""
     import torch
     from transformers import AutoModel, AutoTokenizer
 
@@ -70,7 +71,7 @@ def load_encoder(name_or_path: str | Path = "default", device=None, trust_remote
 
     source = resolve_source(packaged_encoder_dir() if str(name_or_path) == "default" else name_or_path)
     device = resolve_device(device)
-    options = source.load_options(trust_remote_code, allow_download)
+    options = source.load_options(trust_remote_code, allow_download, cache_dir)
     with loading_errors(source, allow_download):
         tokenizer = AutoTokenizer.from_pretrained(source.location, **options)
         # float32 whatever the checkpoint's dtype: encoders are small and half precision is slow on CPU.

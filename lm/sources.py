@@ -32,8 +32,10 @@ class ModelSource:
         stats = [(str(f.relative_to(folder)), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
         return f"{folder.resolve()}|{fingerprint(stats)}"
 
-    def load_options(self, trust_remote_code: bool, allow_download: bool) -> dict:
+    def load_options(self, trust_remote_code: bool, allow_download: bool, cache_dir: str | None = None) -> dict:
         options = {"trust_remote_code": trust_remote_code, "local_files_only": not allow_download}
+        if cache_dir is not None:    # where hub ids are looked up (and downloaded to); None: HF's default cache
+            options["cache_dir"] = str(cache_dir)
         if self.gguf_file:
             options["gguf_file"] = self.gguf_file
         return options
@@ -68,7 +70,8 @@ def loading_errors(source: ModelSource, allow_download: bool) -> Iterator[None]:
     # struct.error and EOFError: a truncated .gguf file ends before the header or tensor table it announces.
     except (OSError, ValueError, KeyError, ImportError, SafetensorError, struct.error, EOFError) as err:
         if source.is_hub_id and isinstance(err, OSError):
-            hint = "" if allow_download else " (downloads are off: pass allow_download=True with HF_HUB_OFFLINE=0)"
+            hint = "" if allow_download else (" (downloads are off: pass --allow_download / allow_download=True, "
+                                              "with HF_HUB_OFFLINE=0)")
             message = f"not a local folder, .gguf file or hub id in the local HF cache{hint}"
         else:
             detail = " ".join(str(err).split()) or type(err).__name__

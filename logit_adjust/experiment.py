@@ -2,33 +2,31 @@
 eval/, personalized - baseline compared by a paired bootstrap over users.
 
 ``run_experiment(args)`` is what ``python -m logit_adjust.main`` runs; the pieces (data, steering share,
-resumable generation, summaries, table, plot) are separate functions so tests and notebooks can use them.
-Output folder::
+summaries, table, plot) are separate functions so tests and notebooks can use them. Generation, its resume
+and the run folders are runtime's (``runtime.generation``, ``runtime.run_folder``). Output folder::
 
     config.json  run.log  golds.json
-    generations/beta_<b>_seed_<s>.json     finished raw generations, reused when the run key matches
-    predictions/{baseline,beta_<b>}_seed_<s>.json     LaMP gold format {"task", "golds"}
-    results.json  results.md  metric_vs_beta.png (several --beta values)
+    {baseline,beta_<b>}_seed_<s>/     one run folder per setting: config.json run.log prompts.jsonl
+                                      generations.jsonl predictions.json scores.json (+ profile_word_share)
+    results.json  results.md  metric_vs_beta.png (several --beta values)  samples.txt (--save_samples)
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import re
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
 
 import data
 from data.errors import InputError, input_error
-from data.io import atomic_write_json, atomic_write_text, read_json
+from data.io import atomic_write_json, atomic_write_text, check_writable
 from data.records import Example
 from data.tasks import TaskSpec, list_tasks
 from eval.metrics import METRICS, aggregate, example_stats, register_metric
-from logit_adjust.cache import digest
 from logit_adjust.user_vectors import UserProfile, user_id_of, user_profile
 
 log = logging.getLogger("lampkit.logit_adjust")
@@ -36,8 +34,9 @@ log = logging.getLogger("lampkit.logit_adjust")
 SAMPLE_DIR = Path(data.__file__).resolve().parent / "sample"
 PROFILE_SHARE = "profile_word_share"
 RESULTS_FILE, TABLE_FILE, PLOT_FILE, GOLDS_FILE = "results.json", "results.md", "metric_vs_beta.png", "golds.json"
-# Generation options that change speed, not the text: a resumed run may change them freely.
-_THROUGHPUT_OPTIONS = ("batch_size", "progress")
+SAMPLES_FILE = "samples.txt"
+METHOD = "logit_adjust"
+DEFAULT_RUNS_DIR = Path("runs") / "logit_adjust"
 _WORD = re.compile(r"[^\W\d_]+")     # a run of letters
 
 
@@ -79,6 +78,21 @@ def require_golds(path: Path, examples: Sequence[Example]) -> list[str]:
     return [example.target for example in examples]
 
 
+# ----------------------------------------------------------------------------- output folders
+
+def experiment_name(args) -> str:
+    """--experiment_name, else ``<task>_<model>`` (a model path contributes its folder or file name)."""
+    if args.experiment_name:
+        return args.experiment_name
+    model = Path(str(args.model_name))
+    model_part = model.stem if model.exists() else str(args.model_name)
+    return f"{args.task}_{re.sub(r'[^A-Za-z0-9_.-]', '_', model_part)}"
+
+
+def output_folder(args) -> Path:
+    return Path(args.output_dir) if args.output_dir else DEFAULT_RUNS_DIR / experiment_name(args)
+
+
 # ----------------------------------------------------------------------------- steering measure
 
 def profile_words(text: str) -> list[str]:
@@ -103,41 +117,33 @@ if PROFILE_SHARE not in METRICS:   # registered so eval's paired bootstrap can a
     register_metric(PROFILE_SHARE, higher_is_better=True, task_kinds=("generation",))(profile_word_share)
 
 
-# ----------------------------------------------------------------------------- resumable generation
-
-def run_key(parts: Mapping) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
-
-
-def tensor_digest(tensor) -> str:
-    return hashlib.sha256(tensor.contiguous().numpy().tobytes()).hexdigest()[:16]
-
-
-def cached_generations(path: Path, key: str, ids: Sequence[str], generate: Callable[[], list[str]]) -> list[str]:
-    """The raw generations of one (beta, seed) run: read back when ``path`` holds the same key, else
-    generated and written atomically (an interrupted run loses at most the run in progress)."""
-    if path.is_file():
-        saved = read_json(path)
-        if saved.get("key") == key and saved.get("ids") == list(ids):
-            log.info("reusing %s", path)
-            return saved["outputs"]
-        log.info("%s was made with other settings: generating again", path)
-    outputs = generate()
-    atomic_write_json(path, {"key": key, "ids": list(ids), "outputs": outputs})
-    return outputs
-
+# ----------------------------------------------------------------------------- run folders
 
 def beta_label(beta: float) -> str:
     return format(beta, "g")
 
 
-def generation_path(output_dir: Path, beta: float, seed: int) -> Path:
-    return output_dir / "generations" / f"beta_{beta_label(beta)}_seed_{seed}.json"
+def run_name(beta: float, seed: int) -> str:
+    """The run folder of one setting; beta 0 is the baseline."""
+    return f"{'baseline' if beta == 0 else f'beta_{beta_label(beta)}'}_seed_{seed}"
 
 
-def prediction_path(output_dir: Path, beta: float, seed: int) -> Path:
-    name = "baseline" if beta == 0 else f"beta_{beta_label(beta)}"
-    return output_dir / "predictions" / f"{name}_seed_{seed}.json"
+@contextmanager
+def run_log(folder: Path) -> Iterator[None]:
+    """While a setting runs, its messages also go to <run folder>/run.log (the experiment's run.log has all)."""
+    from runtime.run_folder import LOG_FILE
+
+    folder.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(folder / LOG_FILE, encoding="utf-8")
+    root = logging.getLogger()
+    handler.setFormatter(root.handlers[0].formatter if root.handlers else None)
+    handler.setLevel(root.level)
+    root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        handler.close()
 
 
 # ----------------------------------------------------------------------------- scoring and summaries
@@ -201,7 +207,8 @@ def results_table(results: Mapping) -> str:
         differences.append(f"| {beta} | " + " | ".join(
             f"{c['difference']:+.4f} [{c['low']:+.4f}, {c['high']:+.4f}]" for c in cells) + " |")
     setup = results["setup"]
-    title = (f"## logit_adjust: {setup['task']}, model {setup['model']}, token map {setup['token_map']}, "
+    title = (f"## logit_adjust {setup['experiment']}: {setup['task']}, model {setup['model']}, "
+             f"token map {setup['token_map']}, "
              f"{setup['num_users']} users, {setup['num_examples']} questions, seeds {setup['seeds']}\n\n"
              f"Data: `{setup['data_path']}`. Decoding: {setup['decoding']}.\n\n")
     text = title + header + "\n".join(scores) + "\n"
@@ -245,6 +252,20 @@ def plot_betas(results: Mapping, path: Path) -> Path:
     return path
 
 
+def samples_text(examples: Sequence[Example], outputs: Mapping[float, Sequence[str]]) -> str:
+    """The first questions with their gold and each beta's output (first seed), like the seed's samples file."""
+    from logit_adjust.main import SAMPLE_COUNT
+
+    blocks = []
+    for index, example in enumerate(examples[:SAMPLE_COUNT]):
+        lines = [f"== {index + 1}. question {example.id} (user {user_id_of(example)})",
+                 f"input: {example.input}", f"gold: {example.target}"]
+        lines += [f"{'baseline' if beta == 0 else f'beta {beta_label(beta)}'}: {texts[index]}"
+                  for beta, texts in sorted(outputs.items())]
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks) + "\n"
+
+
 def write_report(results: Mapping, output_dir: Path, plot: bool) -> list[Path]:
     written = [atomic_write_json(output_dir / RESULTS_FILE, results),
                atomic_write_text(output_dir / TABLE_FILE, results_table(results))]
@@ -258,10 +279,13 @@ def write_report(results: Mapping, output_dir: Path, plot: bool) -> list[Path]:
 def run_experiment(args) -> dict:
     """Everything ``python -m logit_adjust.main`` does after parsing (see its --help)."""
     from data.cli import generation_options, setup_logging, write_config
+    from data.fingerprint import fingerprint
     from data.loaders import write_lamp_outputs, write_predictions
     from data.tasks import get_task
-    from runtime.generation import postprocess
     from lm import load_model
+    from runtime.generation import generate_outputs, postprocess
+    from runtime.run_folder import PREDICTIONS_FILE, write_run_config, write_scores
+    from logit_adjust.cache import default_cache_root
     from logit_adjust.processor import UserBiasFactory
     from logit_adjust.token_maps import special_token_ids
 
@@ -272,13 +296,17 @@ def run_experiment(args) -> dict:
     betas = sorted({float(beta) for beta in args.beta} - {0.0})
     seeds = run_seeds(args)
 
-    output_dir = Path(args.output_dir)
-    setup_logging(output_dir)
-    write_config(output_dir, args, data_path=str(data_path))
+    output_dir = output_folder(args)
+    # Before any model is loaded or anything embedded.
+    check_writable(output_dir, "folder")
+    if betas and args.token_map == "sbert_vocab":     # token embeddings and user vectors are cached there
+        check_writable(args.cache_dir or default_cache_root(), "folder")
+    setup_logging(output_dir, level=getattr(logging, args.log_level))
+    write_config(output_dir, args, method=METHOD, data_path=str(data_path), experiment_name=experiment_name(args))
     # Personalized runs need HF's logits processors; the baseline must come from the same engine.
     handle = load_model(args.model_name, device=args.device, dtype=args.dtype, backend=args.backend,
-                        needs_hf=bool(betas))
-    options = generation_options(args, spec.max_new_tokens)
+                        needs_hf=bool(betas), allow_download=args.allow_download)
+    options = generation_options(args, spec.max_new_tokens, spec=spec, tokenizer=handle.tokenizer)
     options["chat"] = prompt_chat(args.prompt_style, args.chat, handle)
     profiles = [user_profile(spec, example) for example in selected]
     users = [profile.user_id for profile in profiles]
@@ -286,33 +314,42 @@ def run_experiment(args) -> dict:
              len(selected), [0.0, *betas], seeds, args.token_map)
     if betas:
         biases, rows = user_bias_table(args, handle, spec, examples, profiles)
-        bias_key = {"token_map": args.token_map, "biases": tensor_digest(biases), "rows": rows}
+        bias_key = {"token_map": args.token_map, "biases": fingerprint(biases.contiguous().numpy().tobytes()),
+                    "rows": rows}
         biases = biases.to(handle.device)
         zero_ids = special_token_ids(handle.tokenizer, handle.model)
     write_lamp_outputs(output_dir / GOLDS_FILE, spec.name, selected)
 
     ids = [example.id for example in selected]
     prompts = [example.input for example in selected]
-    stable = {k: v for k, v in options.items() if k not in _THROUGHPUT_OPTIONS}
-    base_key = {"model": handle.weights_id, "task": spec.name, "options": stable, "prompts": digest([*ids, *prompts])}
+    golds = dict(zip(ids, references))
     stats: dict[float, dict[int, dict[str, np.ndarray]]] = {}
+    outputs: dict[float, list[str]] = {}
     for beta, seed in tqdm([(b, s) for b in [0.0, *betas] for s in seeds], desc="runs (beta, seed)", unit="run"):
-        # beta 0 runs without any processor: it IS the baseline, shared by every beta.
-        factory = UserBiasFactory(biases, rows, beta, zero_ids) if beta else None
-        key = run_key({**base_key, "seed": seed, **({"beta": beta, **bias_key} if beta else {})})
-        raw = cached_generations(generation_path(output_dir, beta, seed), key, ids,
-                                 lambda: handle.generate(prompts, **{**options, "seed": seed},
-                                                         logits_processor=factory))
-        predictions = [postprocess(spec, text) for text in raw]
-        write_predictions(prediction_path(output_dir, beta, seed), spec.name, dict(zip(ids, predictions)))
-        stats.setdefault(beta, {})[seed] = score_predictions(spec, predictions, references, profiles)
+        run_dir = output_dir / run_name(beta, seed)
+        with run_log(run_dir):
+            write_run_config(run_dir, args, METHOD, beta=beta, seed=seed, data_path=str(data_path),
+                             experiment_name=experiment_name(args))
+            # beta 0 runs without any processor: it IS the baseline, shared by every beta.
+            factory = UserBiasFactory(biases, rows, beta, zero_ids) if beta else None
+            decoding = {**options, "seed": seed, "logits_processor": factory}
+            raw = generate_outputs(handle, ids, prompts, run_dir, decoding, desc=f"generate {run_name(beta, seed)}",
+                                   extra_key={"beta": beta, **bias_key} if beta else None)
+            predictions = [postprocess(spec, text) for text in raw]
+            write_predictions(run_dir / PREDICTIONS_FILE, spec.name, dict(zip(ids, predictions)))
+            stats.setdefault(beta, {})[seed] = score_predictions(spec, predictions, references, profiles)
+            write_scores(run_dir, spec.name, golds, dict(zip(ids, predictions)),
+                         extra_metrics={PROFILE_SHARE: float(np.mean(stats[beta][seed][PROFILE_SHARE]))})
+        outputs.setdefault(beta, predictions)
 
     results = summarize(spec, args, handle.name, shown_path(data_path), stats, users, options)
     written = write_report(results, output_dir, plot=len(args.beta) > 1)
+    if args.save_samples:
+        written.append(atomic_write_text(output_dir / SAMPLES_FILE, samples_text(selected, outputs)))
     print(results_table(results))
     print("outputs:")
-    for path in [output_dir / "config.json", output_dir / GOLDS_FILE, output_dir / "predictions",
-                 output_dir / "generations", *written]:
+    for path in [output_dir / "config.json", output_dir / GOLDS_FILE,
+                 *(output_dir / run_name(beta, seed) for beta in [0.0, *betas] for seed in seeds), *written]:
         print(f"  {path}")
     return results
 
@@ -372,7 +409,7 @@ def user_bias_table(args, handle, spec: TaskSpec, examples: Sequence[Example],
     if args.token_map == "sbert_vocab":
         from lm import load_encoder
 
-        encoder = load_encoder(args.encoder, device=args.device)
+        encoder = load_encoder(args.encoder, device=args.device, allow_download=args.allow_download)
     background = [user_profile(spec, example) for example in examples]
     biases = user_biases(args.token_map, handle.tokenizer, unique, encoder=encoder, background=background,
                          cache_root=args.cache_dir)
@@ -392,7 +429,8 @@ def summarize(spec: TaskSpec, args, model_location: str, data_path: str,
     decoding = ("sampling" if options["do_sample"] else "beam" if options["num_beams"] > 1 else "greedy") + \
         f", max_new_tokens {options['max_new_tokens']}, chat template {'on' if options['chat'] else 'off'}"
     return {
-        "setup": {"task": spec.name, "model": args.model_name, "model_location": model_location,
+        "setup": {"experiment": experiment_name(args), "task": spec.name, "model": args.model_name,
+                  "model_location": model_location,
                   "data_path": data_path, "token_map": args.token_map,
                   "num_users": len(set(users)), "num_examples": len(users), "seeds": sorted(baseline),
                   "decoding": decoding, "metrics": [*spec.metrics, PROFILE_SHARE]},

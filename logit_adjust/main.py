@@ -1,7 +1,7 @@
 """Logit-adjustment personalization: add beta * bias(token, user) to every next-token logit.
 
-    python -m logit_adjust.main --task LongLaMP-2 --model_name default --num_users 10 --beta 0.1 \\
-        --output_dir runs/logit_adjust/LongLaMP_2
+    python -m logit_adjust.main --task LongLaMP-2 --model_name default --num_users 10
+        # -> runs/logit_adjust/LongLaMP_2_default
     python -m logit_adjust.main --task LongLaMP_2 --data_path ../shared/data/gitlamp_long/val.json \\
         --num_users 32 --beta 0 0.5 1 --max_new_tokens 128 --output_dir runs/logit_adjust/gitlamp_long
     python -m logit_adjust.main --task LaMP_4 --data_path dev_questions.json --outputs_path dev_outputs.json \\
@@ -14,10 +14,12 @@ scores each token id by the user's smoothed unigram log-ratio against all profil
 The prompt is the question's input alone; the profile reaches the model only through the bias.
 
 Baseline (beta 0, no processor) and every beta run on the SAME users with the same seeds; beta 0 is
-computed once and shared. --output_dir receives config.json, run.log, golds.json, predictions/ (LaMP gold
-format), generations/ (finished runs, reused when the same command runs again), results.json (baseline,
-personalized and difference sections; difference = personalized - baseline with a paired bootstrap
-interval over users and seeds), results.md and, with several --beta values, metric_vs_beta.png. The
+computed once and shared. --output_dir (default runs/logit_adjust/<experiment_name>) receives config.json,
+run.log, golds.json, one run folder per setting, baseline_seed_<s>/ and beta_<b>_seed_<s>/ (config.json,
+run.log, prompts.jsonl, generations.jsonl: reused when the same command runs again, predictions.json,
+scores.json; `python -m eval.report OUTPUT_DIR` tabulates them), results.json (baseline, personalized and
+difference sections; difference = personalized - baseline with a paired bootstrap interval over users and
+seeds), results.md, with several --beta values metric_vs_beta.png, and with --save_samples samples.txt. The
 profile-word share (share of generated words that occur in the user's profile) measures the steering.
 """
 from __future__ import annotations
@@ -29,6 +31,7 @@ from typing import Sequence
 from data.cli import add_generation_arguments, add_model_arguments, add_task_argument, parse_args, run, writable_dir
 
 TOKEN_MAP_CHOICES = ("sbert_vocab", "unigram")     # logit_adjust.token_maps.TOKEN_MAPS, without importing torch
+SAMPLE_COUNT = 5                                    # questions in samples.txt, as in the seed prototype
 
 
 def add_user_bias_arguments(parser: argparse.ArgumentParser) -> None:
@@ -64,7 +67,16 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--num_seeds", type=int, default=1,
                         help="seeds --seed, --seed+1, ... for sampling; greedy/beam use one (default: %(default)s)")
     parser.add_argument("--bootstrap_samples", type=int, default=1000, help="paired bootstrap resamples")
-    parser.add_argument("--output_dir", type=writable_dir, required=True, help="folder for every output (see below)")
+    parser.add_argument("--output_dir", type=writable_dir, default=None,
+                        help="folder for every output (default: runs/logit_adjust/<experiment_name>)")
+    parser.add_argument("--experiment_name", default=None,
+                        help="names the experiment in results.md, results.json and the default --output_dir "
+                             "(default: <task>_<model>; no time stamp, so the same command resumes)")
+    parser.add_argument("--save_samples", action="store_true",
+                        help=f"also write samples.txt: the first {SAMPLE_COUNT} questions with the gold and "
+                             "the output of every beta")
+    parser.add_argument("--log_level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+                        help="least severe message shown and written to run.log (default: %(default)s)")
     add_model_arguments(parser)
     add_generation_arguments(parser)
     return parser

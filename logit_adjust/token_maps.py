@@ -1,8 +1,11 @@
 """Token maps: a per-user bias over the vocabulary, precomputed once per user.
 
-Both maps score only "word-like" tokens (the decoded string, stripped of the leading-space marker, is
-alphabetic and at least 2 characters), z-score the scores over those tokens and leave every other token,
-special tokens included, at 0. Only the spread of a bias changes the softmax, and the raw scores sit in
+Both maps score only "word-like" tokens, the pieces that start a word (decoded in running text it starts
+with a space, and the rest is alphabetic and at least 2 characters), z-score the scores over those tokens
+and leave every other token, special tokens included, at 0. Continuation pieces (``'itary'`` of
+" military", ``'hook'`` of "webhook") stay at 0: the bias picks the word at its first piece and the model
+finishes it. The cost: a word written without a space before it (the first word of an answer, a word
+after a newline) is not boosted. Only the spread of a bias changes the softmax, and the raw scores sit in
 a narrow, model-dependent band; z-scoring makes ``beta`` mean "logits per standard deviation" for any
 map, encoder or tokenizer (spec profile_study B3/B4).
 
@@ -28,8 +31,16 @@ ENCODE_BATCH_SIZE = 512      # token strings are a few word pieces long, so larg
 
 
 def vocabulary(tokenizer) -> list[str]:
-    """Every token id decoded on its own, once."""
-    return tokenizer.batch_decode([[token_id] for token_id in range(len(tokenizer))])
+    """Every token id as it reads in running text: a word-start piece keeps its leading space.
+
+    Each id is decoded after an anchor ("a") and the anchor's text is cut off, because SentencePiece
+    tokenizers drop the space of a piece decoded on its own (``'▁hook'`` -> ``'hook'``), which would make
+    word starts and continuation pieces indistinguishable.
+    """
+    anchor = tokenizer("a", add_special_tokens=False)["input_ids"]
+    anchor_text = tokenizer.decode(anchor)
+    texts = tokenizer.batch_decode([[*anchor, token_id] for token_id in range(len(tokenizer))])
+    return [text[len(anchor_text):] if text.startswith(anchor_text) else "" for text in texts]
 
 
 def special_token_ids(tokenizer, model=None) -> list[int]:
@@ -43,12 +54,12 @@ def special_token_ids(tokenizer, model=None) -> list[int]:
 
 
 def is_word_like(text: str) -> bool:
-    word = text.strip()
-    return len(word) >= 2 and word.isalpha()
+    """A word-start piece of letters: one leading space, then at least 2 letters (see the module docstring)."""
+    return text[:1] == " " and len(text) >= 3 and text[1:].isalpha()
 
 
 def word_like_ids(tokenizer, strings: Sequence[str] | None = None):
-    """LongTensor of the ids whose decoded string is word-like (special tokens never are)."""
+    """LongTensor of the ids whose running-text string is word-like (special tokens never are)."""
     import torch
 
     strings = vocabulary(tokenizer) if strings is None else strings
@@ -79,17 +90,17 @@ _TOKEN_EMBEDDINGS: dict[Path, tuple] = {}
 
 def token_embeddings(tokenizer, encoder, cache_root: str | Path | None = None):
     """(word-like ids, their unit-norm sentence embeddings [n, d] float16), computed once per
-    tokenizer + encoder and cached on disk; the tokenizer is identified by its decoded vocabulary."""
+    tokenizer + encoder and cached on disk, keyed by the encoder and the (id, string) pairs embedded."""
     strings = vocabulary(tokenizer)
-    key = digest([encoder_id(encoder), *strings])
+    ids = word_like_ids(tokenizer, strings)
+    words = [strings[i].strip() for i in ids.tolist()]     # the space marks a word start; embed the word
+    key = digest([encoder_id(encoder), *map(str, ids.tolist()), *words])
     path = Path(cache_root or default_cache_root()) / "token_embeddings" / f"{encoder_id(encoder)}-{key}.pt"
     if path in _TOKEN_EMBEDDINGS:
         return _TOKEN_EMBEDDINGS[path]
     cached = load_tensors(path)
     if cached is None:
-        ids = word_like_ids(tokenizer, strings)
-        embeddings = encoder.encode([strings[i].strip() for i in ids.tolist()], batch_size=ENCODE_BATCH_SIZE,
-                                    normalize=True, progress=True).half()
+        embeddings = encoder.encode(words, batch_size=ENCODE_BATCH_SIZE, normalize=True, progress=True).half()
         cached = {"ids": ids, "embeddings": embeddings}
         save_tensors(cached, path)
     _TOKEN_EMBEDDINGS[path] = (cached["ids"], cached["embeddings"])

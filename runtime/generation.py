@@ -5,7 +5,7 @@
 
 THE resume scheme of every method: each finished batch appends ``{"id", "key", "output"}`` lines to
 ``generations.jsonl``; a rerun reuses the outputs whose key matches. The key holds everything that changes
-the text - the weights (``handle.weights_id``, or ``model_id``), the adapter, the prompt, the decoding
+the text - the weights (``handle.weights_id``, or ``model_id``), the backend, the adapter, the prompt, the decoding
 options and any ``extra_key`` a method adds (e.g. its steering strength) - and nothing that only changes
 speed (``batch_size``, ``progress``).
 """
@@ -33,15 +33,12 @@ log = logging.getLogger("lampkit.runtime")
 
 # Generation options that change speed, not the text, so a resumed run may change them freely.
 THROUGHPUT_OPTIONS = ("batch_size", "progress")
-# Tasks whose registry length is at most this answer in one line (labels, ratings, headlines, titles,
-# tweets); their outputs keep only the first non-empty line. Long-form tasks keep the whole text.
-SINGLE_LINE_MAX_TOKENS = 64
 
 
 def postprocess(spec: TaskSpec, text: str) -> str:
     """Uniform, minimal clean-up: strip; short-output tasks keep their first non-empty line."""
     text = text.strip()
-    if spec.max_new_tokens <= SINGLE_LINE_MAX_TOKENS:
+    if spec.single_line:
         text = next((line.strip() for line in text.splitlines() if line.strip()), "")
     return text
 
@@ -55,8 +52,9 @@ def text_key(handle, options: Mapping[str, Any], model_id: str | None = None, ad
     method feeds into decoding (logits processor state such as user biases and their strength).
     """
     stable = {name: value for name, value in options.items() if name not in THROUGHPUT_OPTIONS}
-    return fingerprint({"model": model_id or handle.weights_id, "adapter": adapter, "options": stable,
-                        "extra": extra_key})
+    # The backend too: vLLM's kernels need not produce HF's text from the same weights.
+    return fingerprint({"model": model_id or handle.weights_id, "backend": handle.backend, "adapter": adapter,
+                        "options": stable, "extra": extra_key})
 
 
 def rendered_prompts(handle, prompts: Sequence[Prompt], options: Mapping[str, Any]) -> list[list[int]]:

@@ -32,20 +32,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     from data.errors import input_error
     from data.loaders import read_golds
     from runtime.run_folder import write_scores
-    from runtime.users import merge_users
+    from runtime.users import merge_users, root_lock
 
-    predictions_path = merge_users(args.root, args.sources)
-    if predictions_path is None:
-        print(f"every user is done: {args.root} (the run names no task, so no predictions to merge)")
-        return 0
-    print(f"predictions: {predictions_path}")
-    if args.golds:
-        task, golds = read_golds(args.golds)
-        predicted_task, predictions = read_golds(predictions_path)
-        if task != predicted_task:
-            raise input_error(args.golds, f"task {task} is not the run's task {predicted_task}", field="task")
-        for name, value in write_scores(args.root, task, golds, predictions).items():
-            print(f"{task} {name}: {value:.4f}")
+    with root_lock(args.root):
+        predictions_path = merge_users(args.root, args.sources)
+        if predictions_path is None:
+            print(f"every user is done: {args.root} (the run names no task, so no predictions to merge)")
+            return 0
+        print(f"predictions: {predictions_path}")
+        if args.golds:
+            task, golds = read_golds(args.golds)
+            predicted_task, predictions = read_golds(predictions_path)
+            if task != predicted_task:
+                raise input_error(args.golds, f"task {task} is not the run's task {predicted_task}", field="task")
+            for name, value in write_scores(args.root, task, golds, predictions).items():
+                print(f"{task} {name}: {value:.4f}")
     return 0
 
 

@@ -37,15 +37,16 @@ def write_run_config(output_dir: str | os.PathLike, args, method: str, **extra) 
 
 
 def write_scores(output_dir: str | os.PathLike, task: str, golds: Mapping[str, str],
-                 predictions: Mapping[str, str]) -> dict[str, float]:
+                 predictions: Mapping[str, str], extra_metrics: Mapping[str, float] | None = None) -> dict[str, float]:
     """Score ``predictions`` against ``golds`` with ``eval`` and write scores.json; returns the metrics.
 
     An empty prediction is a (bad) answer, scored as the official scorers do and counted in the report;
-    a gold without a prediction is an error.
+    a gold without a prediction is an error. ``extra_metrics``: a method's own measures, written beside
+    the registry's (eval.report shows them as columns).
     """
     from eval.scoring import metric_values, score_predictions
 
-    report = score_predictions(task, golds, predictions)
+    report = {**score_predictions(task, golds, predictions), **(extra_metrics or {})}
     path = atomic_write_json(Path(output_dir) / SCORES_FILE, report)
     print(f"scores: {path}")
     return metric_values(report)

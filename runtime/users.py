@@ -5,9 +5,11 @@
                             shard=shard_from_args(args), task="LaMP_4")
 
 ``work(user, folder)`` writes the user's artifacts (an adapter folder, ...) into ``folder`` and returns the
-user's predictions ``{example id: output}`` (or None). Layout under the root::
+user's predictions ``{example id: output}`` (or None). ``folder`` is a temporary name that is renamed when
+the user is done, so artifacts must not record their own path. Layout under the root::
 
     users.json                 manifest {"task", "key", "users"}: every shard writes the same one
+    .lock                      held while a process writes the files above or below the users
     users/<user>/              the user's artifacts
     users/<user>/done.json     {"user", "key", "predictions"}: the completion marker, written last
     predictions.json           every user's predictions in the manifest's user order (LaMP format), once
@@ -21,13 +23,15 @@ position (user i belongs to shard i mod N), so N shards together do exactly the 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import logging
 import os
 import re
 import shutil
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from tqdm.auto import tqdm
 
@@ -41,6 +45,7 @@ log = logging.getLogger("lampkit.runtime")
 MANIFEST_FILE = "users.json"
 USERS_DIR = "users"
 DONE_FILE = "done.json"
+LOCK_FILE = ".lock"
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}")
 
 Work = Callable[[str, Path], "Mapping[str, str] | None"]
@@ -111,11 +116,14 @@ def run_users(root: str | os.PathLike, users: Sequence[str], work: Work, key: An
     run_key = fingerprint(key)
     manifest = {"task": task, "key": run_key, "users": users}
     path = root / MANIFEST_FILE
-    if path.is_file() and read_json(path) != manifest:
-        log.info("%s: other users or settings than the last run; users whose settings changed are redone", path)
-    atomic_write_json(path, manifest)
+    with root_lock(root):
+        if path.is_file() and read_json(path) != manifest:
+            log.info("%s: other users or settings than the last run; users whose settings changed are redone", path)
+        atomic_write_json(path, manifest)
 
     mine = shard.users(users)
+    for user in mine:   # what a run killed in the middle of a user left (each user has one shard)
+        _remove_partial(root, user)
     results = {user: done_marker(root, user, run_key) for user in mine}
     pending = [user for user in mine if results[user] is None]
     log.info("%s: %d users, %d done, %d to run", shard, len(mine), len(mine) - len(pending), len(pending))
@@ -139,13 +147,12 @@ def done_marker(root: Path, user: str, run_key: str) -> dict | None:
         marker = read_json(path)
     except InputError:
         return None
-    return marker if marker.get("user") == user and marker.get("key") == run_key else None
+    is_this_run = isinstance(marker, dict) and marker.get("user") == user and marker.get("key") == run_key
+    return marker if is_this_run else None
 
 
 def _run_user(root: Path, user: str, work: Work, run_key: str) -> dict:
     final = user_folder(root, user)
-    for leftover in final.parent.glob(f".{final.name}.partial-*"):   # of a run killed while on this user
-        shutil.rmtree(leftover)
     staging = final.parent / f".{final.name}.partial-{os.getpid()}"
     staging.mkdir(parents=True)
     try:
@@ -167,10 +174,14 @@ def merge_users(root: str | os.PathLike, sources: Sequence[str | os.PathLike] = 
     ``sources``: roots of shards that ran elsewhere (same manifest); their finished user folders are
     copied into ``root`` first. Returns the predictions file (None when the manifest names no task).
     """
-    root = Path(root)
-    manifest = _merged_manifest(root, [Path(source) for source in sources])
+    with root_lock(root):
+        return _merge(Path(root), [Path(source) for source in sources])
+
+
+def _merge(root: Path, sources: Sequence[Path]) -> Path | None:
+    manifest = _merged_manifest(root, sources)
     run_key, users = manifest["key"], manifest["users"]
-    for source in map(Path, sources):
+    for source in sources:
         if source.resolve() == root.resolve():
             continue
         for user in users:
@@ -181,6 +192,8 @@ def merge_users(root: str | os.PathLike, sources: Sequence[str | os.PathLike] = 
     if missing:
         raise input_error(root, f"{len(missing)} of {len(users)} users are not done yet, e.g. {missing[0]!r} "
                                 f"(run the missing shards, or pass their folders with --from)")
+    for user in users:      # every user is done: a temporary folder is a leftover of a killed run or copy
+        _remove_partial(root, user)
     if manifest["task"] is None:
         return None
     from data.loaders import write_predictions
@@ -195,6 +208,38 @@ def merge_users(root: str | os.PathLike, sources: Sequence[str | os.PathLike] = 
     path = write_predictions(root / PREDICTIONS_FILE, manifest["task"], merged)
     log.info("merged %d users' predictions into %s", len(users), path)
     return path
+
+
+@contextmanager
+def root_lock(root: str | os.PathLike) -> Iterator[None]:
+    """Hold the run's lock (re-entrant within a process). Every process writes the run's own files (users.json,
+    predictions.json, scores.json) holding it, so the temp files of such a write left by a killed process are
+    removed here, and shards sharing the folder never write them at once."""
+    root = Path(root).resolve()
+    if root in _HELD_LOCKS:
+        yield
+        return
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / LOCK_FILE, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        _HELD_LOCKS.add(root)
+        try:
+            for leftover in root.glob(".*.tmp"):      # data.io.atomic_open's temp files
+                leftover.unlink()
+            yield
+        finally:
+            _HELD_LOCKS.discard(root)
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+_HELD_LOCKS: set[Path] = set()
+
+
+def _remove_partial(root: Path, user: str) -> None:
+    """Remove the temporary folders of ``user`` (the user's work or a copy, cut by a kill)."""
+    final = user_folder(root, user)
+    for leftover in final.parent.glob(f".{final.name}.partial-*"):
+        shutil.rmtree(leftover)
 
 
 def _merged_manifest(root: Path, sources: Sequence[Path]) -> dict:

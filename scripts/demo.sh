@@ -58,6 +58,6 @@ row "$OUT/lamp_rag/rank/, merged/" "BM25 rankings; the questions merged with the
 row "$OUT/lamp_rag/zero_shot_no_profile/" "predictions.json scores.json config.json run.log"
 row "$OUT/lamp_rag/zero_shot_bm25_top3/" "the same, top-3 profile items in the prompt"
 if [ "$LOGIT_ADJUST" = 1 ]; then
-  row "$OUT/logit_adjust/" "predictions/ results.json (paired bootstrap) results.md config.json run.log"
+  row "$OUT/logit_adjust/" "baseline_seed_0/ beta_${LA_BETA}_seed_0/ (run folders) results.json (paired bootstrap) results.md"
 fi
 echo "Rerunning reuses finished generations. demo: done in $((SECONDS - started)) s (set-up included)"

@@ -1,4 +1,4 @@
-"""A small logit-adjustment run on the embedded sample: 5 users, 48 new tokens, beta 0 and 1, greedy.
+"""A small logit-adjustment run on the embedded sample: 5 users, 48 new tokens, beta 0 and 1, greedy, samples.txt.
 
     python scripts/run_quick_experiment.py                       # -> runs/logit_adjust/quick
     python scripts/run_quick_experiment.py --task LongLaMP_4 --output_dir runs/la_quick4 -- --token_map unigram
@@ -34,7 +34,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from logit_adjust.main import main as logit_adjust_main
 
     return logit_adjust_main(["--task", args.task, "--num_users", "5", "--beta", "0", "1",
-                              "--max_new_tokens", "48", "--batch_size", "8", "--output_dir", args.output_dir,
+                              "--max_new_tokens", "48", "--batch_size", "8", "--save_samples",
+                              "--output_dir", args.output_dir,
                               *args.extra])
 
 

@@ -41,11 +41,11 @@ def _evaluate(model, output_dir):
                       str(SAMPLE / "dev_questions.json"), "--output_dir", str(output_dir)])
 
 
-def _study(model, output_root):
+def _study(model, result_dir):
     from lamp_rag.profile_study import main
 
     return run(main, ["--task_name", "LaMP_4", "--retrieval_id", "BM25", "--retrieval_num", "1",
-                      "--training_epoch", "0", "--model_name", str(model), "--output_root", str(output_root)])
+                      "--no_do_train", "--do_eval", "--model_id", str(model), "--result_dir", str(result_dir)])
 
 
 @pytest.mark.parametrize("script", [_evaluate, _study], ids=["evaluate_llm", "profile_study"])

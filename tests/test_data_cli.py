@@ -1,9 +1,10 @@
-"""data.cli: usage errors of every entry script are one line on stderr with exit code 2."""
+"""data.cli: usage errors of every entry script are one line on stderr with exit code 2; dataclass options."""
 import argparse
+from dataclasses import dataclass
 
 import pytest
 
-from data.cli import add_workers_argument, parse_args, run
+from data.cli import add_dataclass_arguments, add_workers_argument, from_args, option, parse_args, run
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -30,6 +31,54 @@ def test_usage_errors_are_one_line_and_exit_2(argv, message, capsys):
 def test_good_arguments_parse():
     args = parse_args(make_parser(), ["build", "--out", "x", "--workers", "3"])
     assert (args.command, args.out, args.workers) == ("build", "x", 3)
+
+
+# ----------------------------------------------------------------------------- dataclass options
+
+@dataclass
+class Toy:
+    count: int = option(3, "how many", aliases=["--reference_count"], minimum=1)
+    ratio: float | None = option(None, "a share")
+    names: list[str] | None = option(None, "one or more names")
+    mode: str = option("a", "which mode", choices=["a", "b"])
+    verbose: bool = option(False, "talk more")
+    enabled: bool = option(True, "do it")
+
+
+def toy_parser(**kwargs) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="toy")
+    add_dataclass_arguments(parser, Toy, "toy", **kwargs)
+    return parser
+
+
+def test_dataclass_fields_become_typed_flags():
+    assert from_args(Toy, parse_args(toy_parser(), [])) == Toy()
+    args = parse_args(toy_parser(), ["--reference_count", "5", "--ratio", "0.5", "--names", "x", "y", "--mode", "b",
+                                     "--verbose", "--no_enabled"])
+    assert from_args(Toy, args) == Toy(count=5, ratio=0.5, names=["x", "y"], mode="b", verbose=True, enabled=False)
+    assert from_args(Toy, parse_args(toy_parser(), ["--verbose", "false", "--enabled", "true"])) == Toy()
+    # A script's own defaults and spellings; excluded fields keep the dataclass default (or an override).
+    parser = toy_parser(defaults={"count": 7}, flags={"ratio": ("--share",)}, exclude=("mode",))
+    args = parse_args(parser, ["--share", "0.25"])
+    assert from_args(Toy, args, mode="b") == Toy(count=7, ratio=0.25, mode="b")
+    assert "--mode" not in parser.format_help() and "--ratio" not in parser.format_help()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--count", "0"], "argument --count/--reference_count: must be at least 1, got 0"),
+    (["--mode", "c"], "argument --mode: invalid choice: 'c'"),
+    (["--verbose", "maybe"], "expected true or false, got 'maybe'"),
+])
+def test_dataclass_flags_reject_bad_values_in_one_line(argv, message, capsys):
+    assert run(lambda args: parse_args(toy_parser(), args), argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
+
+
+def test_two_groups_writing_one_attribute_are_refused():
+    parser = toy_parser()
+    with pytest.raises(ValueError, match="already has"):
+        add_dataclass_arguments(parser, Toy, "again")
 
 
 # ----------------------------------------------------------------------------- output paths checked early

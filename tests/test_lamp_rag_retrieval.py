@@ -16,8 +16,8 @@ from data.loaders import load_examples
 from data.records import Example
 from data.tasks import get_task, list_tasks
 from lamp_rag import merge_with_rank, rank_profiles
-from lamp_rag.retrieval import (bm25_order, bm25_scores, dense_scores, rank_examples, recency_order,
-                                select_items)
+from lamp_rag.retrieval import (RetrievalOptions, bm25_order, bm25_scores, dense_scores, rank_examples,
+                                recency_order, select_items)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = REPO_ROOT / "data" / "sample"
@@ -226,8 +226,126 @@ def test_rank_profiles_writes_every_tasks_ranking_and_config(spec, tmp_path, cap
     examples = load_examples(sample_questions(spec), task=spec.name)
     assert list(ranking) == [example.id for example in examples]
     assert all(sorted(ranking[e.id]) == sorted(item["id"] for item in e.profile) for e in examples)
-    assert json.loads((out.parent / "config.json").read_text())["args"]["ranker"] == "bm25"
+    assert json.loads((tmp_path / "rankings" / "bm25.json.config.json").read_text())["args"]["ranker"] == "bm25"
     assert str(out) in capsys.readouterr().out
+
+
+def test_train_and_dev_rankings_in_one_folder_keep_their_own_provenance(tmp_path):
+    for split in ("train", "dev"):
+        assert rank("--task", "LaMP_4", "--ranker", "bm25", "--input_data_addr", SAMPLE / "LaMP_4" /
+                    f"{split}_questions.json", "--output_ranking_addr", tmp_path / f"{split}.json") == 0
+    for split in ("train", "dev"):
+        config = json.loads((tmp_path / f"{split}.json.config.json").read_text())
+        assert config["args"]["input_data_addr"].endswith(f"{split}_questions.json")
+        assert config["output"] == str(tmp_path / f"{split}.json")
+    assert not (tmp_path / "config.json").exists()
+
+
+DATED_ITEMS = [{"id": "old", "title": "markets", "text": "stocks fell", "date": "2010-01-01"},
+               {"id": "match", "title": "weather", "text": "rain all day", "date": "2019-03-04"},
+               {"id": "other", "title": "sports", "text": "team won", "date": "2012-05-06"},
+               {"id": "last", "title": "music", "text": "new album", "date": "2011-02-03"}]
+
+
+def dated_question() -> dict:
+    """A LaMP_4 question whose article names only a date: BM25 finds an item only through ' date: ...'."""
+    return {"id": "q1", "input": "Generate a headline for the following article: report of 2019-03-04",
+            "profile": DATED_ITEMS}
+
+
+def test_use_date_appends_dates_to_the_documents(tmp_path):
+    questions = tmp_path / "questions.json"
+    questions.write_text(json.dumps([dated_question()]))
+    orders = {}
+    for extra in ([], ["--use_date"]):
+        out = tmp_path / f"ranking{len(extra)}.json"
+        assert rank("--task", "LaMP_4", "--ranker", "bm25", "--input_data_addr", questions,
+                    "--output_ranking_addr", out, *extra) == 0
+        orders[bool(extra)] = json.loads(out.read_text())["q1"]
+    assert orders[True][0] == "match" and orders[False][0] == "last"    # no match at all: reversed argsort
+    # The same flag of evaluate_llm / train_llm (RetrievalOptions) reaches the ranker too.
+    example = Example(id="q1", input=dated_question()["input"], target=None, profile=DATED_ITEMS)
+    dated = RetrievalOptions(use_profile=True, num_retrieved=1, use_date=True)
+    assert dated.retrieve(get_task("LaMP_4"), [example]) == [[DATED_ITEMS[1]]]
+    assert RetrievalOptions(use_profile=True, num_retrieved=1).retrieve(get_task("LaMP_4"), [example]) == \
+        [[DATED_ITEMS[3]]]
+
+
+def test_recency_contriever_mixes_the_ranking_with_the_newest_items(tiny_encoder):
+    spec = get_task("LaMP_4")
+    example = Example(id="q1", input=dated_question()["input"], target=None, profile=DATED_ITEMS)
+    # is_ranked: the first k/2 items of the given order, then the k/2 newest (here "match", then "other").
+    assert [i["id"] for i in select_items(spec, [example], 4, "recency_contriever", is_ranked=True)[0]] == \
+        ["old", "match", "match", "other"]
+    assert [i["id"] for i in select_items(spec, [example], 3, "recency_contriever", is_ranked=True)[0]] == \
+        ["old", "match"]
+    from lm import load_encoder
+
+    encoder = load_encoder(tiny_encoder)
+    dense = rank_examples(spec, [example], "contriever", encoder=encoder, progress=False)[0]
+    mixed = select_items(spec, [example], 4, "recency_contriever", encoder=encoder, progress=False)[0]
+    assert [i["id"] for i in mixed] == dense[:2] + ["match", "other"]
+
+
+def test_rank_profiles_uses_the_contriever_checkpoint(tiny_encoder, tmp_path):
+    from lm import load_encoder
+
+    spec = get_task("LaMP_4")
+    questions = sample_questions(spec)
+    out = tmp_path / "contriever.json"
+    assert rank("--task", "LaMP_4", "--ranker", "contriever", "--contriever_checkpoint", tiny_encoder,
+                "--input_data_addr", questions, "--output_ranking_addr", out) == 0
+    examples = load_examples(questions, task=spec.name)
+    expected = rank_examples(spec, examples, "contriever", encoder=load_encoder(tiny_encoder), progress=False)
+    assert json.loads(out.read_text()) == {example.id: ranking for example, ranking in zip(examples, expected)}
+
+
+def hf_cache_with(folder: Path, cache: Path, repo_id: str) -> Path:
+    """A Hugging Face hub cache holding ``folder``'s files as the snapshot of ``repo_id``."""
+    import shutil
+
+    revision = "0123456789abcdef0123456789abcdef01234567"
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    shutil.copytree(folder, repo / "snapshots" / revision)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(revision)
+    return cache
+
+
+def test_contriever_hub_id_loads_from_the_local_hf_cache(tiny_encoder, tmp_path, capsys):
+    cache = hf_cache_with(tiny_encoder, tmp_path / "hf_cache", "facebook/contriever")
+    questions = sample_questions(get_task("LaMP_4"))
+    by_id, by_folder = tmp_path / "by_id.json", tmp_path / "by_folder.json"
+    assert rank("--task", "LaMP_4", "--ranker", "contriever", "--contriever_checkpoint", "facebook/contriever",
+                "--cache_dir", cache, "--input_data_addr", questions, "--output_ranking_addr", by_id) == 0
+    assert rank("--task", "LaMP_4", "--ranker", "contriever", "--contriever_checkpoint", tiny_encoder,
+                "--input_data_addr", questions, "--output_ranking_addr", by_folder) == 0
+    assert json.loads(by_id.read_text()) == json.loads(by_folder.read_text())
+    capsys.readouterr()
+    # Not in the cache that is searched: one line naming the way to allow a download.
+    assert rank("--task", "LaMP_4", "--ranker", "contriever", "--contriever_checkpoint", "facebook/contriever",
+                "--cache_dir", tmp_path / "empty_cache", "--input_data_addr", questions,
+                "--output_ranking_addr", tmp_path / "none.json") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--allow_download" in err and not (tmp_path / "none.json").exists()
+
+
+def test_allow_download_reaches_the_encoder_loader(monkeypatch, tmp_path):
+    import lm.encoder
+
+    calls = []
+
+    def record(name, **options):
+        calls.append((name, options))
+        raise InputError("stop here")
+
+    monkeypatch.setattr(lm.encoder, "load_encoder", record)
+    for extra in ([], ["--allow_download"]):
+        assert rank("--task", "LaMP_4", "--ranker", "contriever", "--contriever_checkpoint", "org/encoder",
+                    "--input_data_addr", sample_questions(get_task("LaMP_4")),
+                    "--output_ranking_addr", tmp_path / "r.json", *extra) == 2
+    assert [(name, options["allow_download"]) for name, options in calls] == [("org/encoder", False),
+                                                                              ("org/encoder", True)]
 
 
 def test_rank_profiles_contriever_and_recency(tiny_encoder, tmp_path):
@@ -281,7 +399,8 @@ def test_merge_with_rank_reorders_appends_unranked_items_and_adds_golds(lamp4_fi
     assert [item["id"] for item in merged[1]["profile"]] == ranking[questions[1].id]
     assert [record["output"] for record in merged] == [g["output"] for g in golds["golds"]]
     assert merged[0]["user_id"] == first.user_id
-    assert (paths["merged"].parent / "config.json").is_file()
+    assert json.loads(paths["merged"].with_name("merged.json.config.json").read_text())["output"] == \
+        str(paths["merged"])
     assert str(paths["merged"]) in capsys.readouterr().out
     # Without a ranking the original order is kept; the result loads as ranked questions with golds.
     assert merge("--lamp_questions_addr", paths["questions"], "--lamp_output_addr", paths["outputs"],

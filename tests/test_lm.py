@@ -2,6 +2,7 @@
 
 Tests marked realmodel use the packaged SmolLM2-135M-Instruct and all-MiniLM-L6-v2 on CPU.
 """
+import os
 import re
 import shutil
 import subprocess
@@ -14,6 +15,7 @@ from transformers import LogitsProcessor
 
 from data.errors import InputError
 from lm import TargetScore, add_special_tokens, load_encoder, load_model
+from lm.generation import generate_ids
 from lm.prompting import encode_prompts
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -121,10 +123,38 @@ def test_bad_device_dtype_backend_are_input_errors(tiny_causal_lm):
             load_model(tiny_causal_lm, **{"device": "cpu", **kwargs})
 
 
-@pytest.mark.parametrize("command", [["-m", "lm.convert_default"], ["scripts/bench_generate.py"]])
+@pytest.mark.parametrize("command", [["-m", "lm.convert_default"], ["scripts/bench_generate.py"],
+                                     ["scripts/bench_adapters.py"]])
 def test_cli_help(command):
     result = subprocess.run([sys.executable, *command, "--help"], capture_output=True, text=True, cwd=REPO_ROOT)
     assert result.returncode == 0 and result.stdout.startswith("usage:")
+
+
+def test_importing_lm_sets_no_environment_variables_and_entry_scripts_default_to_offline():
+    code = ("import os, sys; before = dict(os.environ); import lm, lm.loading, lm.train, lm.adapters; "
+            "changed = {k for k in set(os.environ) | set(before) if os.environ.get(k) != before.get(k)}; "
+            "from data.cli import run; run(lambda argv: 0); "
+            "print(sorted(changed), os.environ['HF_HUB_OFFLINE'], os.environ['OMP_WAIT_POLICY'])")
+    clean = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "OMP_WAIT_POLICY")}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT, env=clean)
+    assert result.stdout.split() == ["[]", "1", "PASSIVE"], result.stderr
+    # a value the user set wins
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT,
+                            env={**clean, "HF_HUB_OFFLINE": "0"})
+    assert result.stdout.split()[1] == "0"
+
+
+def test_loading_and_the_conversion_cli_import_in_one_direction():
+    """lm.convert_default (the CLI) imports lm.loading; lm.loading never imports the CLI module."""
+    import ast
+
+    def imported(path):
+        tree = ast.parse((REPO_ROOT / path).read_text())
+        return {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)} | \
+            {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+
+    assert "lm.loading" in imported("lm/convert_default.py")
+    assert not {"lm.convert_default"} & imported("lm/loading.py")
 
 
 def test_cli_reports_bad_input_in_one_line_with_exit_code_2(tmp_path):
@@ -418,3 +448,50 @@ def test_generate_passes_right_truncation_to_the_model(causal, monkeypatch):
                     progress=False)
     causal.generate([long_prompt], max_new_tokens=2, max_input_tokens=12, chat=False, progress=False)
     assert seen == [full[:12], [full[0]] + full[-11:]]
+
+
+# ----------------------------------------------------------------------------- short-answer decoding
+class ForceRowSequences(LogitsProcessor):
+    """Forces row r to write sequences[r] step by step (its last token again once the sequence is used up)."""
+
+    def __init__(self, prompt_width, sequences):
+        self.prompt_width, self.sequences = prompt_width, sequences
+
+    def __call__(self, input_ids, scores):
+        step = input_ids.shape[1] - self.prompt_width
+        forced = torch.full_like(scores, float("-inf"))
+        for row, tokens in enumerate(self.sequences):
+            forced[row, tokens[min(step, len(tokens) - 1)]] = 0.0
+        return forced
+
+
+def test_stop_at_newline_ends_each_row_after_its_first_non_blank_line(causal):
+    vocab = causal.tokenizer.get_vocab()
+    newline, team, the = vocab["Ċ"], vocab["Ġteam"], vocab["Ġthe"]
+    prompts = ["Rate the review", "A young scientist studied rising food prices."]
+    width = max(len(ids) for ids in encode_prompts(causal, prompts, chat=None, max_tokens=None))
+    # Row 0: a blank line, a line, then more lines; row 1: one line that never ends.
+    rows = [[newline, team, the, newline, the, newline, team, team], [team, the] * 4]
+    options = dict(max_new_tokens=8, batch_size=2, progress=False,
+                   logits_processor=lambda batch: ForceRowSequences(width, [rows[i] for i in batch]))
+    assert generate_ids(causal, prompts, **options) == rows
+    stopped = generate_ids(causal, prompts, stop_at_newline=True, **options)
+    assert stopped == [[newline, team, the, newline], [team, the] * 4]
+    assert causal.generate(prompts, stop_at_newline=True, **options) == ["team the", " ".join(["team the"] * 4)]
+
+
+def test_output_repetition_penalty_stops_loops_but_spares_the_prompt(causal):
+    plain = generate_ids(causal, STRING_PROMPTS, max_new_tokens=16, progress=False)
+    assert any(len(set(ids)) < len(ids) for ids in plain)          # the random model loops
+    penalized = generate_ids(causal, STRING_PROMPTS, max_new_tokens=16, output_repetition_penalty=1e6,
+                             progress=False)
+    assert all(len(set(ids)) == len(ids) for ids in penalized)
+    # The first new token is never penalized, even when the prompt holds it (the plain penalty would).
+    prompt_ids = encode_prompts(causal, STRING_PROMPTS, chat=None, max_tokens=None)
+    echoed = [i for i, ids in enumerate(plain) if ids[0] in prompt_ids[i]]
+    assert echoed
+    assert [penalized[i][0] for i in echoed] == [plain[i][0] for i in echoed]
+    everywhere = generate_ids(causal, STRING_PROMPTS, max_new_tokens=1, repetition_penalty=1e6, progress=False)
+    assert all(everywhere[i][0] != plain[i][0] for i in echoed)
+    with pytest.raises(InputError, match="output_repetition_penalty"):
+        causal.generate(STRING_PROMPTS, output_repetition_penalty=0.0, progress=False)

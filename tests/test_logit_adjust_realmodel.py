@@ -25,7 +25,7 @@ def test_positive_beta_steers_generations_toward_the_profile(tmp_path):
     results = json.loads((out / "results.json").read_text())
     share = results["difference"]["3"]["profile_word_share"]
     assert share["difference"] > 0.05 and share["low"] > 0, share
-    baseline, steered = (json.loads((out / "predictions" / f"{name}_seed_0.json").read_text())["golds"]
+    baseline, steered = (json.loads((out / f"{name}_seed_0" / "predictions.json").read_text())["golds"]
                          for name in ("baseline", "beta_3"))
     assert sum(a["output"] != b["output"] for a, b in zip(baseline, steered)) >= 5
 

@@ -10,8 +10,8 @@ from data.fingerprint import fingerprint
 from data.loaders import load_examples, read_golds
 from data.records import Example
 from data.tasks import get_task
-from runtime.generation import generate_and_score, generate_outputs, postprocess
-from runtime.run_folder import GENERATIONS_FILE, PREDICTIONS_FILE, PROMPTS_FILE, SCORES_FILE
+from runtime.generation import generate_and_score, generate_outputs, postprocess, text_key
+from runtime.run_folder import GENERATIONS_FILE, PREDICTIONS_FILE, PROMPTS_FILE, SCORES_FILE, write_scores
 
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample" / "LaMP_4"
 QUESTIONS, OUTPUTS = SAMPLE / "dev_questions.json", SAMPLE / "dev_outputs.json"
@@ -137,6 +137,22 @@ def test_postprocess_keeps_one_line_for_short_tasks_only():
     assert postprocess(get_task("LaMP_4"), text) == "First line"
     assert postprocess(get_task("LaMP_3"), "4\n\nbecause") == "4"
     assert postprocess(get_task("LongLaMP_2"), text) == "First line\nsecond line"
+
+
+def test_the_backend_is_part_of_the_key_and_throughput_options_are_not():
+    from types import SimpleNamespace
+
+    hf, vllm = SimpleNamespace(weights_id="w", backend="hf"), SimpleNamespace(weights_id="w", backend="vllm")
+    options = {"max_new_tokens": 8, "batch_size": 4, "progress": True}
+    assert text_key(hf, options) != text_key(vllm, options)
+    assert text_key(hf, options) == text_key(hf, {"max_new_tokens": 8, "batch_size": 64})
+
+
+def test_a_methods_own_measures_go_into_scores_json(tmp_path):
+    metrics = write_scores(tmp_path, "LaMP_4", {"a": "rain today"}, {"a": "rain"},
+                           extra_metrics={"profile_word_share": 0.25})
+    report = json.loads((tmp_path / SCORES_FILE).read_text())
+    assert report["profile_word_share"] == 0.25 and report["rouge-1"] == metrics["rouge-1"] > 0
 
 
 def test_fingerprint_is_canonical_and_tells_values_apart():

@@ -14,7 +14,8 @@ import pytest
 from data.cli import run
 from data.errors import InputError
 from runtime import merge
-from runtime.users import (DONE_FILE, MANIFEST_FILE, Shard, resolve_shard, run_users, user_folder)
+from runtime.users import (DONE_FILE, MANIFEST_FILE, Shard, add_shard_arguments, resolve_shard, run_users,
+                           shard_from_args, user_folder)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 USERS = ["u1", "user/2", "u3", "u4", "u5"]     # "user/2" is no safe folder name
@@ -113,6 +114,15 @@ def test_a_killed_process_resumes_to_the_same_files(tmp_path, unsharded):
     assert snapshot(root) == unsharded
 
 
+def test_leftovers_of_a_kill_during_the_merge_are_removed_by_the_rerun(tmp_path, unsharded):
+    run_users(tmp_path, USERS, work, key={"lr": 1e-4}, task="LaMP_4")
+    (tmp_path / "predictions.json").unlink()                  # killed while writing it, after every user
+    (tmp_path / ".predictions.json.x1y2.tmp").write_text('{"task": "LaMP_4", "go')
+    (user_folder(tmp_path, "u4").parent / ".u4.partial-999").mkdir()     # and a copy cut by a kill
+    run_users(tmp_path, USERS, work, key={"lr": 1e-4}, task="LaMP_4")
+    assert snapshot(tmp_path) == unsharded
+
+
 def test_two_shards_in_one_folder_merge_to_the_unsharded_run(tmp_path, unsharded):
     first = run_users(tmp_path, USERS, work, key={"lr": 1e-4}, shard=Shard(0, 2), task="LaMP_4")
     assert list(first) == ["u1", "u3", "u5"] and not (tmp_path / "predictions.json").exists()
@@ -173,6 +183,17 @@ def test_shard_comes_from_flags_then_torchrun_environment():
     for bad in ({"num_shards": 2, "shard_id": 2}, {"num_shards": 0}, {"environ": {"RANK": "x"}}):
         with pytest.raises(InputError):
             resolve_shard(**{"environ": {}, **bad})
+
+
+def test_shard_flags_of_a_script_fall_back_to_torchrun(monkeypatch):
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    add_shard_arguments(parser)
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    monkeypatch.setenv("RANK", "2")
+    assert shard_from_args(parser.parse_args([])) == Shard(2, 3)
+    assert shard_from_args(parser.parse_args(["--num_shards", "2", "--shard_id", "1"])) == Shard(1, 2)
 
 
 def test_merge_cli_help():

@@ -16,6 +16,10 @@ from typing import Iterable, Mapping
 
 from data.errors import InputError
 
+# Tasks whose length is at most this answer in one line (labels, ratings, headlines, titles, subjects,
+# tweets); long-form tasks (LongLaMP, 256 tokens) write paragraphs.
+SINGLE_LINE_MAX_TOKENS = 64
+
 
 @dataclass(frozen=True)
 class ProfileTemplate:
@@ -27,6 +31,11 @@ class ProfileTemplate:
     items are joined with ``join`` and ``wrap`` places them around the question (``{profile}``,
     ``{input}``); ``budget_suffix`` is extra text counted against the budget; ``insert_after_title``
     puts the profile right after the word "title" of the input (LaMP_1).
+
+    The profile study's templates (``study_*``, spec profile_study A6) budget differently: ``budget``
+    "per_item" gives every item (window - task tokens - ``reserve_tokens``) / k tokens, or, with
+    ``budget_shrinks_with_input``, what an input longer than the task share leaves; "block" cuts the joined
+    items as a whole. ``insert_after`` (a regex) puts the profile after its first match in the input.
     """
 
     item: str
@@ -36,6 +45,10 @@ class ProfileTemplate:
     join: str = ", and "
     budget_suffix: str = ""
     insert_after_title: bool = False
+    budget: str = "shared"                 # "shared" (official LaMP), "per_item" or "block" (the study's)
+    reserve_tokens: int = 0
+    budget_shrinks_with_input: bool = False
+    insert_after: str | None = None
 
     def need_string(self, item: Mapping) -> str:
         if self.need is not None:
@@ -154,6 +167,11 @@ class TaskSpec:
             raise InputError(f"task {self.name} has no text template {name!r}; "
                              f"available: {', '.join(sorted(self.text_templates))}")
         return self.text_templates[name]
+
+    @property
+    def single_line(self) -> bool:
+        """Answers are one line: outputs keep their first non-blank line and generation may stop at its end."""
+        return self.max_new_tokens <= SINGLE_LINE_MAX_TOKENS
 
     @property
     def all_names(self) -> tuple[str, ...]:

@@ -46,7 +46,10 @@ register(TaskSpec(
     item_input_field="title", item_output_field="abstract",
     max_new_tokens=4, **CLASSIFICATION_METRICS,
     templates={"official": ProfileTemplate(item='"{title}"', field="title",
-                                           insert_after_title=True)},
+                                           insert_after_title=True),
+               # The study puts the titles after the paper's quoted title: title "X" "t1", and "t2", ...
+               "study_both": ProfileTemplate(item='"{title}"', field="title", budget="per_item",
+                                             insert_after=r'title "[^"]*"')},
     text_templates={"oppu_input": OPPU_CITATION_INPUT},
     # OPPU's release: the user's paper title and the title of a paper it cites (spec curp_cope_oppu 4.3).
     item_variants=(ItemShape(fields=("title", "citation"), input_field="title", output_field="citation",
@@ -67,10 +70,12 @@ register(TaskSpec(
     templates={
         "official": ProfileTemplate(item='the tag for the movie: "{description}" is "{tag}" ',
                                     field="description"),
-        "study_only_output": ProfileTemplate(item='"{tag}"', join="",
+        "study_both": ProfileTemplate(item='the tag for the movie:"{description}" is "{tag}"', field="description",
+                                      budget="per_item"),
+        "study_only_output": ProfileTemplate(item='"{tag}"', join="", budget="block",
                                              wrap="the tag for the previous movies are{profile}. {input}"),
         "study_only_input": ProfileTemplate(item='"{description}"', field="description", join="",
-                                            wrap="The previous movies are {profile}. {input}"),
+                                            budget="per_item", wrap="The previous movies are {profile}. {input}"),
     },
     text_templates={"oppu_input": MOVIE_INPUT + " tag:"},
     example_item={"id": "m1", "description": "A robot falls in love.", "tag": "sci-fi", "date": "2001-01-01"},
@@ -86,7 +91,9 @@ register(TaskSpec(
     item_prompt_template=NEWS_INPUT, item_input_field="text", item_output_field="category",
     max_new_tokens=8, **CLASSIFICATION_METRICS,
     templates={"official": ProfileTemplate(item='the category for the article: "{text}" is "{category}" ',
-                                           field="text")},
+                                           field="text"),
+               "study_both": ProfileTemplate(item='the category for the article:"{text}" is "{category}"',
+                                             field="text", budget="per_item")},
     text_templates={"oppu_input": NEWS_INPUT + " category:"},
     # Files from before the relabelling say "LaMP_2"; their news categories tell them apart.
     legacy_names=("LaMP_2",),
@@ -107,9 +114,12 @@ register(TaskSpec(
     metrics=("MAE", "RMSE"), best_metric="MAE", greater_is_better=False, max_new_tokens=4,
     templates={
         "official": ProfileTemplate(item='{score} is the score for "{text}" ', field="text"),
-        "study_only_output": ProfileTemplate(item="{score}", join=", ",
+        # The study's LaMP_3 items share what a long review leaves of the window.
+        "study_both": ProfileTemplate(item='{score} is the score for"{text}"', field="text", budget="per_item",
+                                      budget_shrinks_with_input=True),
+        "study_only_output": ProfileTemplate(item="{score}", join=", ", budget="block",
                                              wrap="{profile} is the score for the previous review. {input}"),
-        "study_only_input": ProfileTemplate(item='"{text}"', field="text", join="",
+        "study_only_input": ProfileTemplate(item='"{text}"', field="text", join="", budget="per_item",
                                             wrap="The previous reviews are {profile}. {input}"),
     },
     text_templates={"oppu_input": RATING_INPUT + "\n score:"},
@@ -125,9 +135,11 @@ register(TaskSpec(
     max_new_tokens=32, **SHORT_GENERATION_METRICS,
     templates={
         "official": ProfileTemplate(item='"{title}" is the title for "{text}" ', field="text"),
-        "study_only_output": ProfileTemplate(item='"{title}"', join="",
+        "study_both": ProfileTemplate(item='"{title}" is the title for"{text}"', field="text", budget="per_item",
+                                      reserve_tokens=5),
+        "study_only_output": ProfileTemplate(item='"{title}"', join="", budget="block",
                                              wrap="{profile} is the title for previous articles. {input}"),
-        "study_only_input": ProfileTemplate(item='"{text}"', field="text", join="",
+        "study_only_input": ProfileTemplate(item='"{text}"', field="text", join="", budget="per_item",
                                             wrap="The previous articles are {profile}. {input}"),
     },
     text_templates={"oppu_input": "Generate a headline for the following article.\n article: {text} headline:",
@@ -148,9 +160,11 @@ register(TaskSpec(
         "official": ProfileTemplate(item='"{title}" is a title for "{abstract}" ', field="abstract",
                                     need='"{title}" is a title " " ', wrap="{profile}. Following the given "
                                     "patterns {input}", budget_suffix="Following the given patterns"),
-        "study_only_output": ProfileTemplate(item='"{title}"', join="", wrap="{profile} is the title for the "
-                                             "previous papers. Following the given patterns {input}"),
-        "study_only_input": ProfileTemplate(item='"{abstract}"', field="abstract", join="",
+        "study_both": ProfileTemplate(item='"{title}" is the title for"{abstract}"', field="abstract",
+                                      budget="per_item", wrap="{profile}. Following the given patterns {input}"),
+        "study_only_output": ProfileTemplate(item='"{title}"', join="", budget="block", wrap="{profile} is the "
+                                             "title for the previous papers. Following the given patterns {input}"),
+        "study_only_input": ProfileTemplate(item='"{abstract}"', field="abstract", join="", budget="per_item",
                                             wrap="The previous papers are {profile}. Following the given "
                                                  "patterns {input}"),
     },
@@ -167,7 +181,9 @@ register(TaskSpec(
     input_template=SUBJECT_INPUT, query_marker=":", item_fields=("title", "text"),
     document_fields=("text",), item_prompt_template=SUBJECT_INPUT, item_input_field="text",
     item_output_field="title", max_new_tokens=32, **SHORT_GENERATION_METRICS,
-    templates={"official": ProfileTemplate(item='"{title}" is the title for "{text}" ', field="text")},
+    templates={"official": ProfileTemplate(item='"{title}" is the title for "{text}" ', field="text"),
+               "study_both": ProfileTemplate(item='"{title}" is the title for"{text}"', field="text",
+                                             budget="per_item")},
     text_templates={"oppu_input": "Generate a subject for the following email.\n email: {text} subject:"},
     example_item={"id": "e1", "title": "Lunch", "text": "Shall we meet at noon?", "date": "2001-05-01"},
     example_input_fields={"text": "Please find the report attached."},
@@ -184,6 +200,8 @@ register(TaskSpec(
                                     wrap="{profile} are written by a person. Following the given patterns "
                                          "{input}",
                                     budget_suffix="are written by user. Following the given patterns"),
+        "study_both": ProfileTemplate(item='"{text}"', field="text", budget="per_item", reserve_tokens=10,
+                                      wrap="{profile} are written by a person. Following the given patterns {input}"),
     },
     text_templates={"oppu_input": "tweet:"},
     example_item={"id": "t1", "text": "loving this sunny day!!", "date": "2012-07-01"},
