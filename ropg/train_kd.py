@@ -1,0 +1,26 @@
+"""ROPG-KD: fine-tune the dense retriever towards the LLM's feedback distribution (spec lamp.md 8.4).
+
+    python -m ropg.train_kd --do_train --task LaMP_4 --train_data data/sample/LaMP_4/train_questions.json \\
+        --train_outputs data/sample/LaMP_4/train_outputs.json --scores_path runs/ropg/feedback/train.json \\
+        --name kd --ctx_size 4 --total_steps 100
+
+Loss: cross-entropy from softmax(feedback/T) to softmax(<q, d>/T) over each question's candidates (the
+reference's double softmax is not kept; see ropg/losses.py). Checkpoints: <checkpoint_dir>/<name>/checkpoint/
+step-N and latest (an HF encoder folder for lamp_rag.rank_profiles --contriever_checkpoint). Also under
+torchrun --nproc_per_node N (DDP). A rerun resumes from latest.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+from data.cli import run
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from ropg.training import main as train_main
+
+    return train_main(argv, "kd", __doc__)
+
+
+if __name__ == "__main__":
+    raise SystemExit(run(main))
