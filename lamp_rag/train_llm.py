@@ -13,17 +13,18 @@ best epoch on the validation split, and save predictions and scores for validati
         --validation_outputs data/sample/LaMP_4/dev_outputs.json --output_dir runs/lamp_rag/LaMP_4/lora
 
 Seq2seq (FlanT5-style) models learn prompt -> output; decoder-only models learn prompt + output + EOS with
-the loss on the output only. Each epoch generates the validation set and scores its raw golds; the best
-checkpoint follows the task's metric and direction (LaMP_3: lowest MAE). Prompt style as in evaluate_llm
-(auto: chat turns for decoder-only chat models, the official LaMP string for seq2seq models).
+the loss on the output only. With --validation_data each epoch generates the validation set and scores
+its raw golds, and the best checkpoint follows the task's metric and direction (LaMP_3: lowest MAE);
+without it nothing is generated during training and the last epoch is kept. Prompt style as in
+evaluate_llm (auto: chat turns for decoder-only chat models, the official LaMP string for seq2seq models).
 
 Decoding of the validation and test outputs follows the reference: --generation_num_beams 4,
 --generation_max_length 128, batches of --per_device_batch_size; --cache_dir names the Hugging Face cache
 a hub id is found in; nothing is downloaded unless --allow_download.
 
 --output_dir receives checkpoints/ (rerun the same command to resume from the last one), best_model/
-(loadable with evaluate_llm --model_addr), validation/ and test/ (predictions.json, scores.json),
-config.json and run.log.
+(the full model, or with --lora the adapter alone unless --merge_lora; either loads with evaluate_llm
+--model_addr), validation/ and test/ (predictions.json, scores.json), config.json and run.log.
 """
 from __future__ import annotations
 
@@ -48,7 +49,7 @@ def make_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     data = add_dataclass_arguments(parser, InputOptions, "data")
     for split in SPLITS:
-        data.add_argument(f"--{split}_data", type=Path, required=split != "test",
+        data.add_argument(f"--{split}_data", type=Path, required=split == "train",
                           help=f"{split} questions (LaMP questions, merge_with_rank output or LongLaMP records)")
         data.add_argument(f"--{split}_outputs", type=Path, default=None,
                           help=f"gold outputs {{task, golds}} of --{split}_data when it has none")
@@ -59,6 +60,8 @@ def make_parser() -> argparse.ArgumentParser:
     add_dataclass_arguments(parser, RetrievalOptions, "retrieval")
     add_dataclass_arguments(parser, FinetuneSettings, "training")
     add_dataclass_arguments(parser, TrainingOptions, "training hyperparameters (the reference's defaults)")
+    parser.add_argument("--merge_lora", action="store_true",
+                        help="with --lora: save best_model/ as a full model with the adapter merged in")
     return parser
 
 
@@ -89,7 +92,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         items[split] = retrieval.retrieve(spec, examples[split], seed=hyperparameters.seed,
                                           load_encoder=model.load_encoder)
     require_targets(examples["train"], args.train_data)
-    require_targets(examples["validation"], args.validation_data)
+    if "validation" in examples:
+        require_targets(examples["validation"], args.validation_data)
 
     setup_logging(args.output_dir)
     handle = model.load(backend="hf")
@@ -99,12 +103,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                                     max_item_tokens=prompt.max_item_tokens)
                for split in examples}
     max_prompt_tokens = official_prompt_cut(style, prompt.max_length)
-    result = finetune(spec, handle, examples["train"], prompts["train"], examples["validation"],
-                      prompts["validation"], args.output_dir, settings.num_train_epochs, lora=settings.lora,
-                      max_prompt_tokens=max_prompt_tokens, **vars(hyperparameters))
+    result = finetune(spec, handle, examples["train"], prompts["train"], examples.get("validation"),
+                      prompts.get("validation"), args.output_dir, settings.num_train_epochs, lora=settings.lora,
+                      max_prompt_tokens=max_prompt_tokens, merge_lora=args.merge_lora, **vars(hyperparameters))
     print(f"best checkpoint: {result.best_checkpoint}")
     print(f"best model: {args.output_dir / BEST_MODEL_DIR}")
-    print(f"validation: {args.output_dir / VALIDATION_DIR}")
+    if result.metrics:
+        print(f"validation: {args.output_dir / VALIDATION_DIR}")
     for name, value in result.metrics.items():
         print(f"{spec.name} validation {name}: {value:.4f}")
     if "test" in examples:

@@ -1,17 +1,21 @@
-"""Fine-tuning an LLM on (prompt, gold output) pairs with the Hugging Face Trainer (spec lamp.md 6).
+"""Fine-tuning an LLM on (prompt, gold output) pairs (spec lamp.md 6), on lm.train's SFT.
 
 One path for both model kinds: encoder-decoder models (FlanT5) learn ``prompt -> output``; decoder-only
-models learn ``prompt + output + EOS`` with the loss on the output tokens only (prompt labels -100).
-After every epoch the validation prompts are generated with the ``lm`` backend (the code ``evaluate_llm``
-uses) and the RAW golds are scored with ``eval`` (not golds decoded from their tokens, as the reference
-does); the best checkpoint follows the registry's ``spec.best_metric`` in the direction of
-``spec.greater_is_better`` (LaMP_3 keeps the lowest MAE). LoRA targets peft's modules for the model type
-(``q, v`` for T5, ``q_proj, v_proj`` for Llama). Rerunning with the same ``output_dir`` resumes from the
-last checkpoint, only with the same model, hyperparameters and data (``checkpoints/run_settings.json``; more
-epochs are fine); other settings raise InputError instead of reusing the old run's checkpoints.
+models learn ``prompt + output + EOS`` with the loss on the output tokens only (``lm.train.sft_rows``).
+With a validation set, every epoch generates the validation prompts with the ``lm`` backend (the code
+``evaluate_llm`` uses) and scores the RAW golds with ``eval`` (not golds decoded from their tokens, as the
+reference does); the best checkpoint follows the registry's ``spec.best_metric`` in the direction of
+``spec.greater_is_better`` (LaMP_3 keeps the lowest MAE). Without one, nothing is generated and the last
+epoch is the result. LoRA trains a named adapter (``lm.adapters``; peft's target modules for the model
+type, ``q, v`` for T5, ``q_proj, v_proj`` for Llama) on the handle's base model and saves the adapter alone;
+a second call with another ``adapter_name`` gets a fresh adapter beside the first, never stacked on it.
+Full fine-tuning trains a copy of a given handle's model. The given handle itself never changes its
+outputs. Rerunning with the same ``output_dir`` resumes from the last checkpoint, only with the same model,
+hyperparameters and data (``checkpoints/run_settings.json``; more epochs are fine); other settings raise
+InputError instead of reusing the old run's checkpoints.
 
     result = finetune(spec, "default", train, train_prompts, val, val_prompts, "runs/ft", epochs=10, lora=True)
-    result.best_checkpoint, result.metrics, result.handle.generate(...)
+    result.best_checkpoint, result.metrics, result.handle.generate(...)    # result.handle uses the adapter
 """
 from __future__ import annotations
 
@@ -70,84 +74,121 @@ class TrainingOptions:
 
 @dataclass
 class FinetuneResult:
-    best_checkpoint: str | None           # the Trainer checkpoint with the best validation metric
-    metrics: dict[str, float]             # that checkpoint's validation scores (metric name -> value)
-    handle: Any                           # lm handle holding the best weights (LoRA merged), ready to generate
+    best_checkpoint: str | None           # the checkpoint with the best validation metric (else the last one)
+    metrics: dict[str, float]             # that checkpoint's validation scores ({} without validation)
+    handle: Any                           # lm handle generating with the trained weights (a view using the
+                                          # adapter for LoRA; its own model copy for full fine-tuning)
+    adapter: str | None = None            # the trained adapter's name on the base model (LoRA)
 
 
 def finetune(spec: TaskSpec, model_name, train_examples: Sequence[Example], train_prompts: Sequence[Prompt],
-             val_examples: Sequence[Example], val_prompts: Sequence[Prompt], output_dir: str | os.PathLike,
-             epochs: float, lora: bool = False, max_prompt_tokens: int | None = None,
-             **hyperparameters) -> FinetuneResult:
+             val_examples: Sequence[Example] | None, val_prompts: Sequence[Prompt] | None,
+             output_dir: str | os.PathLike, epochs: float, lora: bool = False, max_prompt_tokens: int | None = None,
+             adapter_name: str = "finetune", merge_lora: bool = False, **hyperparameters) -> FinetuneResult:
     """Fine-tune ``model_name`` (a name for :func:`lm.load_model`, or an already loaded lm handle).
 
+    ``val_examples``/``val_prompts`` None: no validation (no generation during training).
     ``max_prompt_tokens``: cut prompts to this many tokens from the right in training and validation
     generation (the official style's ``max_length``, see lamp_rag.pipeline.official_prompt_cut); None: no cut.
     ``hyperparameters`` are :class:`TrainingOptions` fields. Checkpoints go to ``<output_dir>/checkpoints``,
-    each with the validation predictions.json and scores.json of its epoch; the best model (LoRA merged
-    into the base weights) to ``<output_dir>/best_model``, loadable by ``evaluate_llm --model_addr``, and
-    its validation files to ``<output_dir>/validation``.
+    each with the validation predictions.json and scores.json of its epoch; the result to
+    ``<output_dir>/best_model`` (LoRA: the adapter alone, or merged into a full model with ``merge_lora``;
+    either loads with ``lm.load_model`` / ``evaluate_llm --model_addr``), its validation files to
+    ``<output_dir>/validation``.
     """
-    from transformers import TrainingArguments
+    from lm.train import sft_rows, sft_trainer, training_arguments
     from transformers.trainer_utils import get_last_checkpoint
 
     options = TrainingOptions(**hyperparameters)
+    validate = val_examples is not None
     require_targets(train_examples, "training data")
-    require_targets(val_examples, "validation data")
+    if validate:
+        require_targets(val_examples, "validation data")
     output_dir = Path(output_dir)
     checkpoints = output_dir / CHECKPOINTS_DIR
-    settings = {**run_settings(model_name, train_examples, train_prompts, val_examples, val_prompts, lora, options),
+    settings = {**run_settings(model_name, train_examples, train_prompts, val_examples or (), val_prompts or (),
+                               lora, options),
                 "max_prompt_tokens": max_prompt_tokens}
     check_resumable(checkpoints, settings)
-    handle = _load(model_name)
-    if lora:
-        handle.model = _add_lora(handle, options)
-    train_set = _tokenize(handle, train_prompts, [e.target for e in train_examples], options.generation_max_length,
-                          max_prompt_tokens)
-    # The Trainer requires an eval dataset with eval_strategy="epoch"; evaluation itself generates from prompts.
-    val_set = _tokenize(handle, val_prompts, [e.target for e in val_examples], options.generation_max_length,
-                        max_prompt_tokens)
-
-    args = TrainingArguments(
-        output_dir=str(checkpoints), num_train_epochs=epochs, max_steps=options.max_steps,
-        learning_rate=options.learning_rate, weight_decay=options.weight_decay,
-        per_device_train_batch_size=options.per_device_batch_size,
-        per_device_eval_batch_size=options.per_device_batch_size,
-        gradient_accumulation_steps=options.gradient_accumulation_steps,
-        warmup_steps=options.warmup_ratio, lr_scheduler_type=options.lr_scheduler_type,
-        eval_strategy="epoch", save_strategy="epoch", load_best_model_at_end=True,
-        metric_for_best_model=spec.best_metric, greater_is_better=spec.greater_is_better,
-        save_total_limit=options.save_total_limit, logging_steps=options.logging_steps, seed=options.seed,
-        train_sampling_strategy="group_by_length", use_cpu=handle.device.type == "cpu",
-        report_to="none",
-    )
-    generation = {"max_new_tokens": options.generation_max_length, "num_beams": options.generation_num_beams,
-                  "batch_size": options.per_device_batch_size, **prompt_cut_options(max_prompt_tokens)}
-    trainer = _generation_eval_trainer(
-        spec, handle, val_examples, val_prompts, generation,
-        model=handle.model, args=args, train_dataset=train_set, eval_dataset=val_set,
-        data_collator=_RightPadCollator(_pad_id(handle.tokenizer)), processing_class=handle.tokenizer,
-    )
+    handle = _trainable_handle(model_name, lora, adapter_name, options)
+    max_target_tokens = options.generation_max_length
+    train_set = sft_rows(handle, train_prompts, [e.target for e in train_examples], max_target_tokens,
+                         max_prompt_tokens)
+    eval_dataset, trainer_class, selection = None, None, {}
+    if validate:
+        generation = {"max_new_tokens": options.generation_max_length, "num_beams": options.generation_num_beams,
+                      "batch_size": options.per_device_batch_size, **prompt_cut_options(max_prompt_tokens)}
+        # The Trainer requires an eval dataset with eval_strategy="epoch"; evaluation itself generates from prompts.
+        eval_dataset = sft_rows(handle, val_prompts, [e.target for e in val_examples], max_target_tokens,
+                                max_prompt_tokens)
+        trainer_class = _generation_eval_trainer(spec, handle, val_examples, val_prompts, generation)
+        selection = dict(eval_strategy="epoch", load_best_model_at_end=True, metric_for_best_model=spec.best_metric,
+                         greater_is_better=spec.greater_is_better)
+    args = training_arguments(handle, checkpoints, _train_options(options, epochs), save_strategy="epoch",
+                              save_total_limit=options.save_total_limit, **selection)
+    trainer = sft_trainer(handle, train_set, args, adapter=handle.adapter, trainer_class=trainer_class,
+                          eval_dataset=eval_dataset)
     last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
     if last:
         log.info("resuming from %s", last)
     else:
         atomic_write_json(checkpoints / RUN_SETTINGS_FILE, settings)
-    trainer.train(resume_from_checkpoint=last)
+    try:
+        trainer.train(resume_from_checkpoint=last)
+    finally:
+        handle.model.eval()
 
-    best = trainer.state.best_model_checkpoint
-    if lora:
-        handle.model = trainer.model.merge_and_unload()   # plain weights: faster generation, loadable alone
-    handle.model.eval()
-    # The best epoch's validation outputs, reused from its checkpoint (generated only if missing there).
-    metrics = generate_and_score(spec, handle, val_examples, val_prompts, best, generation, model_id=best)
-    for name in (PREDICTIONS_FILE, SCORES_FILE):
-        atomic_write_text(output_dir / VALIDATION_DIR / name, (Path(best) / name).read_text(encoding="utf-8"))
-    trainer.model = handle.model
-    trainer.save_model(str(output_dir / BEST_MODEL_DIR))
-    log.info("best checkpoint %s (%s %s); model saved to %s", best, spec.best_metric,
-             metrics.get(spec.best_metric), output_dir / BEST_MODEL_DIR)
-    return FinetuneResult(best_checkpoint=best, metrics=metrics, handle=handle)
+    best = trainer.state.best_model_checkpoint if validate else get_last_checkpoint(str(checkpoints))
+    metrics = {}
+    if validate:
+        # The best epoch's validation outputs, reused from its checkpoint (generated only if missing there).
+        metrics = generate_and_score(spec, handle, val_examples, val_prompts, best, generation, model_id=best)
+        for name in (PREDICTIONS_FILE, SCORES_FILE):
+            atomic_write_text(output_dir / VALIDATION_DIR / name, (Path(best) / name).read_text(encoding="utf-8"))
+    saved = _save_result(handle, trainer, output_dir / BEST_MODEL_DIR, merge_lora)
+    log.info("best checkpoint %s (%s %s); %s saved to %s", best, spec.best_metric, metrics.get(spec.best_metric),
+             "adapter" if lora and not merge_lora else "model", saved)
+    return FinetuneResult(best_checkpoint=best, metrics=metrics, handle=handle, adapter=handle.adapter)
+
+
+def _trainable_handle(model_name, lora: bool, adapter_name: str, options: TrainingOptions):
+    """What gets trained: a fresh named adapter on the handle's base model (LoRA, returned as a view using it)
+    or a copy of a given handle's model (full fine-tuning), so the caller's handle keeps its outputs."""
+    from transformers import set_seed
+
+    from lm.adapters import LoraOptions
+
+    handle = _load(model_name)
+    if not lora:
+        return handle if isinstance(model_name, (str, os.PathLike)) else handle.copy_weights()
+    set_seed(options.seed)      # the adapter's random A matrices depend on the seed alone, not on earlier users
+    handle.add_adapter(adapter_name, LoraOptions(r=options.lora_r, alpha=options.lora_alpha,
+                                                 dropout=options.lora_dropout,
+                                                 target_modules=options.lora_target_modules), replace=True)
+    return handle.with_adapter(adapter_name)
+
+
+def _train_options(options: TrainingOptions, epochs: float):
+    from lm.train import TrainOptions
+
+    return TrainOptions(epochs=epochs, learning_rate=options.learning_rate, weight_decay=options.weight_decay,
+                        batch_size=options.per_device_batch_size,
+                        gradient_accumulation_steps=options.gradient_accumulation_steps,
+                        warmup_ratio=options.warmup_ratio, lr_scheduler_type=options.lr_scheduler_type,
+                        max_steps=options.max_steps, logging_steps=options.logging_steps, seed=options.seed,
+                        max_target_tokens=options.generation_max_length)
+
+
+def _save_result(handle, trainer, folder: Path, merge_lora: bool) -> Path:
+    """The trained adapter alone (LoRA), merged into a full model only when asked, or the full model."""
+    if handle.adapter is None:
+        trainer.save_model(str(folder))
+        return folder
+    if merge_lora:
+        from lm.adapters import save_merged
+
+        return save_merged(handle, handle.adapter, folder)
+    return handle.save_adapter(handle.adapter, folder)
 
 
 def run_settings(model_name, train_examples: Sequence[Example], train_prompts: Sequence[Prompt],
@@ -188,30 +229,6 @@ def _data_digest(examples: Sequence[Example], prompts: Sequence[Prompt]) -> str:
     return fingerprint([[str(e.id), prompt, e.target] for e, prompt in zip(examples, prompts, strict=True)])
 
 
-def lora_target_modules(model) -> list[str]:
-    """peft's LoRA targets for the model's type: attention query and value projections."""
-    from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as TARGETS
-
-    model_type = model.config.model_type
-    if model_type not in TARGETS:
-        raise input_error(None, f"no default LoRA target modules for model type {model_type!r}; "
-                                f"give --lora_target_modules")
-    return list(TARGETS[model_type])
-
-
-def _add_lora(handle, options: TrainingOptions):
-    from peft import LoraConfig, TaskType, get_peft_model
-
-    targets = options.lora_target_modules or lora_target_modules(handle.model)
-    log.info("LoRA r=%d alpha=%d on %s", options.lora_r, options.lora_alpha, ", ".join(targets))
-    config = LoraConfig(r=options.lora_r, lora_alpha=options.lora_alpha, lora_dropout=options.lora_dropout,
-                        target_modules=targets,
-                        task_type=TaskType.SEQ_2_SEQ_LM if handle.is_encoder_decoder else TaskType.CAUSAL_LM)
-    model = get_peft_model(handle.model, config)
-    model.print_trainable_parameters()
-    return model
-
-
 def _load(model_name):
     if not isinstance(model_name, (str, os.PathLike)):
         return model_name       # an lm handle the caller already loaded (to build prompts with its tokenizer)
@@ -229,65 +246,9 @@ def require_targets(examples: Sequence[Example], source: str | os.PathLike) -> N
             raise input_error(source, "missing (give the outputs file)", record=example.id, field="output")
 
 
-def _tokenize(handle, prompts: Sequence[Prompt], targets: Sequence[str], max_target_tokens: int,
-              max_prompt_tokens: int | None = None) -> list[dict]:
-    """Input ids and labels per (prompt, target); the prompt is encoded exactly as ``lm`` generation sees it.
-
-    ``max_prompt_tokens`` (official style): the prompt is cut to that many tokens from the right before
-    the target is appended, like the reference's ``truncation=True, max_length=max_length``.
-    """
-    from lm.prompting import encode_prompts, input_budget
-
-    tokenizer = handle.tokenizer
-    if max_prompt_tokens is None:
-        prompt_ids = encode_prompts(handle, prompts, None, input_budget(handle, max_target_tokens, None))
-    else:
-        prompt_ids = encode_prompts(handle, prompts, None, max_prompt_tokens, truncation_side="right")
-    if handle.is_encoder_decoder:
-        labels = tokenizer(text_target=list(targets), max_length=max_target_tokens, truncation=True)["input_ids"]
-        return [{"input_ids": ids, "attention_mask": [1] * len(ids), "labels": target}
-                for ids, target in zip(prompt_ids, labels)]
-    stop_id = _stop_token_id(handle)
-    rows = []
-    for ids, target in zip(prompt_ids, tokenizer(list(targets), add_special_tokens=False)["input_ids"]):
-        # End with the token generation stops at (for chat models the end-of-turn token).
-        target = target[:max_target_tokens - 1] + [stop_id]
-        rows.append({"input_ids": ids + target, "attention_mask": [1] * (len(ids) + len(target)),
-                     "labels": [-100] * len(ids) + target})
-    return rows
-
-
-def _stop_token_id(handle) -> int:
-    eos = handle.model.generation_config.eos_token_id
-    if eos is None:
-        return handle.tokenizer.eos_token_id
-    return eos[0] if isinstance(eos, (list, tuple)) else eos
-
-
-class _RightPadCollator:
-    """Pads a batch on the right (inputs with the pad id, labels with -100), whatever the tokenizer's side."""
-
-    def __init__(self, pad_id: int):
-        self.pad_id = pad_id
-
-    def __call__(self, features: list[dict]) -> dict:
-        import torch
-
-        def pad(key: str, value: int):
-            width = max(len(f[key]) for f in features)
-            return torch.tensor([f[key] + [value] * (width - len(f[key])) for f in features])
-
-        return {"input_ids": pad("input_ids", self.pad_id), "attention_mask": pad("attention_mask", 0),
-                "labels": pad("labels", -100)}
-
-
-def _pad_id(tokenizer) -> int:
-    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-
-
 def _generation_eval_trainer(spec: TaskSpec, handle, val_examples: Sequence[Example], val_prompts: Sequence[Prompt],
-                             generation_options: dict, **trainer_kwargs):
-    """A Trainer whose evaluation generates the validation outputs and scores the raw golds with ``eval``.
+                             generation_options: dict):
+    """A Trainer class whose evaluation generates the validation outputs and scores the raw golds with ``eval``.
 
     Each evaluation writes predictions.json and scores.json into the folder of the checkpoint saved right
     after it. Built here rather than at import so that importing this module (``--help``) stays fast.
@@ -301,16 +262,12 @@ def _generation_eval_trainer(spec: TaskSpec, handle, val_examples: Sequence[Exam
             # Training resumes after the last saved checkpoint, so this folder can only hold the leftovers
             # of an interrupted evaluation, generated by weights that no longer exist.
             shutil.rmtree(checkpoint, ignore_errors=True)
-            was_training = self.model.training
-            self.model.eval()
-            try:
-                scores = generate_and_score(spec, handle, val_examples, val_prompts, checkpoint,
-                                            generation_options, model_id=str(checkpoint))
-            finally:
-                self.model.train(was_training)
+            # lm generation runs in eval mode and restores the training mode afterwards
+            scores = generate_and_score(spec, handle, val_examples, val_prompts, checkpoint,
+                                        generation_options, model_id=str(checkpoint))
             metrics = {f"{metric_key_prefix}_{name}": value for name, value in scores.items()}
             self.log(metrics)
             self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
             return metrics
 
-    return GenerationEvalTrainer(**trainer_kwargs)
+    return GenerationEvalTrainer

@@ -3,31 +3,27 @@
     from lm import load_model, load_encoder, add_special_tokens
     h = load_model("default")                      # packaged SmolLM2-135M-Instruct (converted once to the cache)
     h.generate(["Write a headline for: ..."], max_new_tokens=20)   # -> ["..."], input order kept
-    h.score(["Question: 2+2?"], ["4"])             # -> [TargetScore(sum_logprob, mean_logprob, num_tokens)]
+    h.score(["Question: 2+2?"], ["4"])             # -> [TargetScore(token_logprobs)], .sum_logprob, .mean_logprob
+    h.add_adapter("user_1"); h.generate(prompts, adapter_names=["user_1", "__base__"])   # see lm.adapters
     enc = load_encoder("default")                  # packaged all-MiniLM-L6-v2, masked mean pooling
     enc.encode(["a query", "a document"], normalize=True)          # -> FloatTensor [2, 384]
 
-Model sources: "default", a local Hugging Face folder, a ``.gguf`` file, or a hub id already in the
-local HF cache. Nothing is downloaded unless ``allow_download=True`` and HF_HUB_OFFLINE=0.
+Model sources: "default", a local Hugging Face folder, a ``.gguf`` file, a hub id already in the
+local HF cache, or a saved LoRA adapter folder. Nothing is downloaded unless ``allow_download=True``
+(entry scripts also default HF_HUB_OFFLINE to 1, see data.cli.set_process_defaults).
+Named LoRA adapters, one base model, per-row adapters in a batch: lm.adapters; SFT and DPO: lm.train.
 Conversion CLI: ``python -m lm.convert_default`` (run by scripts/setup.sh).
 Exports are resolved lazily so that ``python -m lm.<tool> --help`` does not import torch.
 """
 from __future__ import annotations
 
 import importlib
-import os
-
-# Offline by default: a hub id resolves only from the local cache unless the user opts in.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-# Sleeping, not spinning, OpenMP workers: on a small shared CPU box, spinning threads of two torch
-# processes starve each other (batch-1 decoding measured 8x slower). Read when torch is first imported,
-# so import lm before torch for it to apply.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 _EXPORTS = {
     "load_model": "lm.loading",
     "ModelHandle": "lm.handle",
     "TargetScore": "lm.scoring",
+    "LoraOptions": "lm.adapters",
     "add_special_tokens": "lm.tokens",
     "load_encoder": "lm.encoder",
     "Encoder": "lm.encoder",

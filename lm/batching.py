@@ -1,7 +1,8 @@
-"""Length-sorted batching and padding shared by generation, scoring and encoding."""
+"""Length-sorted batching, padding and evaluation mode shared by generation, scoring and encoding."""
 from __future__ import annotations
 
-from typing import Sequence
+from contextlib import contextmanager
+from typing import Iterator, Sequence
 
 
 def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
@@ -27,3 +28,14 @@ def pad_batch(sequences: Sequence[Sequence[int]], pad_id: int, side: str):
         input_ids[row, span] = torch.tensor(ids, dtype=torch.long)
         attention_mask[row, span] = 1
     return input_ids, attention_mask
+
+
+@contextmanager
+def evaluation_mode(model) -> Iterator[None]:
+    """Dropout off while generating or scoring (PEFT's per-row adapters require it); the mode is restored."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)

@@ -10,68 +10,14 @@ The folder is written to a temporary sibling and renamed into place, so it is ei
 from __future__ import annotations
 
 import argparse
-import logging
-import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Sequence
 
 from data.cli import parse_args, run, writable_dir
 from data.io import check_writable
-from data.errors import input_error
+from lm.loading import convert_gguf
 from lm.packaged import default_lm_dir, packaged_gguf
-
-log = logging.getLogger(__name__)
-
-
-def ensure_default_lm() -> Path:
-    """The converted default LM folder, converting the packaged GGUF on first use."""
-    folder = default_lm_dir()
-    if not folder.is_dir():
-        log.warning("converting the packaged SmolLM2 GGUF once into %s (about 30 s)", folder)
-        convert_gguf(packaged_gguf(), folder)
-    return folder
-
-
-def convert_gguf(gguf_path: str | Path, output_dir: str | Path, force: bool = False) -> Path:
-    """Dequantize `gguf_path` and save model + tokenizer to `output_dir` atomically; returns output_dir."""
-    gguf_path, output_dir = Path(gguf_path), Path(output_dir)
-    if gguf_path.suffix.lower() != ".gguf" or not gguf_path.is_file():
-        raise input_error(gguf_path, "not an existing .gguf file")
-    if output_dir.is_dir() and not force:
-        return output_dir
-    import torch
-
-    from lm.loading import load_model
-
-    handle = load_model(gguf_path, device="cpu", dtype=torch.float32, backend="hf")
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=output_dir.parent, prefix=f".{output_dir.name}.tmp-"))
-    staging.chmod(0o755)   # mkdtemp makes it private; the cache may be shared
-    try:
-        handle.model.save_pretrained(staging)
-        handle.tokenizer.save_pretrained(staging)
-        _move_into_place(staging, output_dir, force)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return output_dir
-
-
-def _move_into_place(staging: Path, output_dir: Path, replace: bool) -> None:
-    """Rename the finished folder into place; a concurrent conversion that finished first is kept."""
-    retired = None
-    if replace and output_dir.exists():
-        retired = output_dir.with_name(f".{output_dir.name}.old-{os.getpid()}")
-        output_dir.rename(retired)
-    try:
-        staging.rename(output_dir)
-    except OSError:
-        if not output_dir.is_dir():
-            raise
-    if retired is not None:
-        shutil.rmtree(retired, ignore_errors=True)
 
 
 def make_parser() -> argparse.ArgumentParser:

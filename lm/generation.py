@@ -5,12 +5,15 @@ decodes them. Logits processors are passed through to ``model.generate``; a call
 LogitsProcessor is a per-batch factory ``f(batch_indices) -> processor(s)`` receiving the ORIGINAL
 indices of the prompts in that batch (with beam search each row is repeated num_beams times, in
 repeat_interleave order), so a method can look up per-example state such as user vectors.
+``adapter_names`` (one per prompt) travel with their prompts through the length sorting, so each row of
+a batch runs with its own LoRA adapter (PEFT mixed-adapter batches, see lm.adapters).
 """
 from __future__ import annotations
 
 from typing import Any, Sequence
 
-from lm.batching import length_sorted_batches, pad_batch
+from lm.adapters import row_adapter_names
+from lm.batching import evaluation_mode, length_sorted_batches, pad_batch
 from lm.prompting import Prompt, encode_prompts, input_budget
 
 
@@ -18,14 +21,19 @@ def generate_ids(handle, prompts: Sequence[Prompt], max_new_tokens: int = 64, nu
                  do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0,
                  repetition_penalty: float = 1.0, seed: int | None = None, batch_size: int = 16,
                  chat: bool | None = None, logits_processor: Any = None, progress: bool = True,
-                 max_input_tokens: int | None = None, truncation_side: str = "left") -> list[list[int]]:
-    """New token ids for every prompt, in input order, cut after the first EOS (padding is not returned)."""
+                 max_input_tokens: int | None = None, truncation_side: str = "left",
+                 adapter_names: Sequence[str | None] | None = None) -> list[list[int]]:
+    """New token ids for every prompt, in input order, cut after the first EOS (padding is not returned).
+
+    adapter_names: per prompt (None / "__base__": no adapter); default: ``handle.adapter`` for all.
+    """
     import torch
     from tqdm.auto import tqdm
 
     model, tokenizer = handle.model, handle.tokenizer
     encoded = encode_prompts(handle, prompts, chat, input_budget(handle, max_new_tokens, max_input_tokens),
                              truncation_side)
+    row_adapters = row_adapter_names(handle, adapter_names, len(prompts))
     options = _decoding_options(handle, max_new_tokens, num_beams, do_sample, temperature, top_p, top_k,
                                 repetition_penalty)
     stop_ids = set(_as_list(options["eos_token_id"]))
@@ -34,13 +42,15 @@ def generate_ids(handle, prompts: Sequence[Prompt], max_new_tokens: int = 64, nu
     results: list[list[int]] = [[] for _ in prompts]
     if seed is not None:
         torch.manual_seed(seed)
-    with torch.inference_mode(), tqdm(total=len(prompts), desc="generate", unit="prompt",
-                                      disable=not progress) as bar:
+    with torch.inference_mode(), evaluation_mode(model), \
+            tqdm(total=len(prompts), desc="generate", unit="prompt", disable=not progress) as bar:
         for batch in length_sorted_batches([len(ids) for ids in encoded], batch_size):
             input_ids, attention_mask = pad_batch([encoded[i] for i in batch], tokenizer.pad_token_id, side)
+            adapters = {} if row_adapters is None else {"adapter_names": [row_adapters[i] for i in batch]}
             output = model.generate(input_ids=input_ids.to(handle.device),
                                     attention_mask=attention_mask.to(handle.device),
-                                    logits_processor=_batch_processors(logits_processor, batch), **options)
+                                    logits_processor=_batch_processors(logits_processor, batch), **adapters,
+                                    **options)
             # Encoder-decoder output starts with the decoder start token; decoder-only repeats the prompt.
             new_tokens = output[:, 1:] if handle.is_encoder_decoder else output[:, input_ids.shape[1]:]
             for index, row in zip(batch, new_tokens.tolist()):

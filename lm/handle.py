@@ -1,6 +1,7 @@
 """ModelHandle: a loaded model with its tokenizer, and the one generate()/score() every method uses."""
 from __future__ import annotations
 
+import copy
 import logging
 from typing import Any, Callable, Sequence
 
@@ -11,11 +12,23 @@ from lm.scoring import TargetScore, score_targets
 log = logging.getLogger(__name__)
 
 
+class _SharedModel:
+    """What every view of one loaded model shares: the weights (with their adapters) and engines."""
+
+    def __init__(self, model, load_hf_model, vllm_engine, weights_id: str):
+        self.model = model
+        self.load_hf_model = load_hf_model
+        self.vllm_engine = vllm_engine
+        self.weights_id = weights_id
+
+
 class ModelHandle:
     """``model``, ``tokenizer``, ``device``, ``is_encoder_decoder``, ``has_chat_template``, ``backend``.
 
     ``model`` may be replaced, e.g. by a PEFT model wrapping it. With the vLLM backend the HF model is
-    only loaded when something needs it (scoring, logits processors, beam search).
+    only loaded when something needs it (scoring, logits processors, beam search). ``adapter`` is the
+    named LoRA adapter that generate() and score() use when not told otherwise (None: the base model);
+    ``with_adapter(name)`` gives a view of the same model with another default (see lm.adapters).
     """
 
     def __init__(self, name: str, tokenizer, config, device, model=None,
@@ -24,25 +37,122 @@ class ModelHandle:
         self.tokenizer = tokenizer
         self.config = config
         self.device = device
-        self._model = model
-        self._load_hf_model = load_hf_model
-        self.vllm_engine = vllm_engine
-        self.weights_id = name   # load_model sets: location, file stamps and dtype (keys caches of outputs)
+        # load_model sets the weights id: location, file stamps and dtype (keys caches of outputs)
+        self._shared = _SharedModel(model, load_hf_model, vllm_engine, name)
+        self.adapter: str | None = None
 
     @property
     def model(self):
-        if self._model is None:
+        if self._shared.model is None:
             log.warning("loading the Hugging Face model beside the vLLM engine: two copies on the device "
                         "(load with backend='hf' or needs_hf=True when you need scoring, processors or beams)")
-            self._model = self._load_hf_model()
-        return self._model
+            self._shared.model = self._shared.load_hf_model()
+        return self._shared.model
 
     @model.setter
     def model(self, value) -> None:
+        """Replace the model; a PEFT model put here by hand makes its active adapter this handle's default."""
+        from lm.adapters import active_adapter
+
         # A replaced model (e.g. PEFT-wrapped) must also generate: the vLLM engine only knows the base weights.
-        self._model = value
-        self.vllm_engine = None
-        self.weights_id = f"{self.weights_id}|replaced-{id(value)}"  # never reuse outputs cached for the old one
+        self._shared.model = value
+        self.adapter = active_adapter(value)
+        self._shared.vllm_engine = None
+        # never reuse outputs cached for the old one
+        self._shared.weights_id = f"{self._shared.weights_id}|replaced-{id(value)}"
+
+    @property
+    def vllm_engine(self):
+        return self._shared.vllm_engine
+
+    @property
+    def base_weights_id(self) -> str:
+        """Which base weights these are, whatever adapters sit on them."""
+        return self._shared.weights_id
+
+    @base_weights_id.setter
+    def base_weights_id(self, value: str) -> None:
+        self._shared.weights_id = value
+
+    @property
+    def weights_id(self) -> str:
+        """The base weights, plus the default adapter and a digest of its weights when there is one."""
+        if self.adapter is None:
+            return self.base_weights_id
+        from lm.adapters import adapter_digest
+
+        return f"{self.base_weights_id}|adapter={self.adapter}:{adapter_digest(self.model, self.adapter)}"
+
+    @weights_id.setter
+    def weights_id(self, value: str) -> None:
+        self.base_weights_id = value
+
+    # ------------------------------------------------------------------ named adapters (lm.adapters)
+
+    @property
+    def adapters(self) -> list[str]:
+        """Names of the LoRA adapters loaded on the model."""
+        from lm.adapters import adapter_list
+
+        return adapter_list(self.model)
+
+    def add_adapter(self, name: str, options=None, replace: bool = False) -> None:
+        """A fresh LoRA adapter (``lm.adapters.LoraOptions``; default r=8, zero init: no effect yet)."""
+        from lm.adapters import add_adapter
+
+        add_adapter(self, name, options, replace)
+
+    def load_adapter(self, name: str, folder, replace: bool = False, trainable: bool = False) -> None:
+        from lm.adapters import load_adapter
+
+        load_adapter(self, name, folder, replace, trainable)
+
+    def save_adapter(self, name: str, folder):
+        """Adapter weights only; loads with plain ``peft.PeftModel.from_pretrained(base, folder)``."""
+        from lm.adapters import save_adapter
+
+        return save_adapter(self, name, folder)
+
+    def delete_adapter(self, name: str) -> None:
+        from lm.adapters import delete_adapter
+
+        delete_adapter(self, name)
+        if self.adapter == name:
+            self.adapter = None
+
+    def merge_adapter(self, name: str) -> None:
+        """Merge into the base weights (changes them for every view of this model)."""
+        from lm.adapters import merge_adapter
+
+        merge_adapter(self, name)
+        self.adapter = None
+
+    def activate_adapter(self, name: str) -> None:
+        """Make ``name`` the default adapter of this handle's generate() and score()."""
+        from lm.adapters import row_adapter_names
+
+        row_adapter_names(self, [name], 1)     # raises for an unknown name
+        self.adapter = name
+
+    def disable_adapters(self) -> None:
+        """generate() and score() use the base model unless given adapter_names."""
+        self.adapter = None
+
+    def copy_weights(self) -> "ModelHandle":
+        """A handle with its own copy of the model (adapters included), e.g. to train every weight of it
+        while this one keeps its weights; costs the weights' memory once more."""
+        twin = copy.copy(self)
+        twin._shared = _SharedModel(copy.deepcopy(self.model), None, None, f"{self.base_weights_id}|copy-{id(twin)}")
+        return twin
+
+    def with_adapter(self, name: str | None) -> "ModelHandle":
+        """A view sharing this model and tokenizer whose default adapter is ``name`` (None: the base)."""
+        view = copy.copy(self)
+        if name is None:
+            view.disable_adapters()
+        else:
+            view.activate_adapter(name)
+        return view
 
     @property
     def is_encoder_decoder(self) -> bool:
@@ -60,7 +170,8 @@ class ModelHandle:
                  do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0,
                  repetition_penalty: float = 1.0, seed: int | None = None, batch_size: int = 16,
                  chat: bool | None = None, logits_processor: Any = None, progress: bool = True,
-                 max_input_tokens: int | None = None, truncation_side: str = "left") -> list[str]:
+                 max_input_tokens: int | None = None, truncation_side: str = "left",
+                 adapter_names: Sequence[str | None] | None = None) -> list[str]:
         """Only the new text per prompt (special tokens stripped), in input order.
 
         prompts: strings or chat message lists. chat=None uses the chat template when the model has one.
@@ -70,31 +181,40 @@ class ModelHandle:
         max_input_tokens: cut longer prompts to this many tokens (default: context length minus max_new_tokens),
         from the left (truncation_side="left", the default) or from the right ("right", see
         lm.prompting.encode_prompts).
+        adapter_names: one adapter name per prompt (None or "__base__": the base model), mixed freely in
+        one batch; default: this handle's ``adapter`` for every prompt.
         """
         prompts = list(prompts)
         if self.vllm_engine is not None:
-            if logits_processor is None and num_beams == 1:
+            if logits_processor is None and num_beams == 1 and adapter_names is None:
                 encoded = encode_prompts(self, prompts, chat, input_budget(self, max_new_tokens, max_input_tokens),
                                          truncation_side)
                 return self.vllm_engine.generate(encoded, max_new_tokens=max_new_tokens, do_sample=do_sample,
                                                  temperature=temperature, top_p=top_p, top_k=top_k,
                                                  repetition_penalty=repetition_penalty, seed=seed,
                                                  progress=progress)
-            log.warning("vLLM backend: %s needs Hugging Face generation; falling back to it",
-                        "a logits processor" if logits_processor is not None else "beam search")
+            reason = ("a logits processor" if logits_processor is not None
+                      else "beam search" if num_beams > 1 else "per-row adapter names")
+            log.warning("vLLM backend: %s needs Hugging Face generation; falling back to it", reason)
         token_ids = generate_ids(self, prompts, max_new_tokens=max_new_tokens, num_beams=num_beams,
                                  do_sample=do_sample, temperature=temperature, top_p=top_p, top_k=top_k,
                                  repetition_penalty=repetition_penalty, seed=seed, batch_size=batch_size,
                                  chat=chat, logits_processor=logits_processor, progress=progress,
-                                 max_input_tokens=max_input_tokens, truncation_side=truncation_side)
+                                 max_input_tokens=max_input_tokens, truncation_side=truncation_side,
+                                 adapter_names=adapter_names)
         return decode(self.tokenizer, token_ids)
 
     def score(self, prompts: Sequence[Prompt], targets: Sequence[str], batch_size: int = 16,
-              chat: bool | None = None, progress: bool = True) -> list[TargetScore]:
-        """log P(target | prompt) per pair: TargetScore(sum_logprob, mean_logprob, num_tokens)."""
+              chat: bool | None = None, progress: bool = True,
+              adapter_names: Sequence[str | None] | None = None) -> list[TargetScore]:
+        """log P(target | prompt) per pair: TargetScore(token_logprobs, sum_logprob, mean_logprob, num_tokens).
+
+        adapter_names: as in generate(), one per pair.
+        """
         return score_targets(self, list(prompts), list(targets), batch_size=batch_size, chat=chat,
-                             progress=progress)
+                             progress=progress, adapter_names=adapter_names)
 
     def __repr__(self) -> str:
         kind = "encoder-decoder" if self.is_encoder_decoder else "decoder-only"
-        return f"ModelHandle({self.name!r}, {kind}, device={self.device}, backend={self.backend})"
+        adapter = f", adapter={self.adapter!r}" if self.adapter else ""
+        return f"ModelHandle({self.name!r}, {kind}, device={self.device}, backend={self.backend}{adapter})"

@@ -4,6 +4,7 @@
     h = load_model("path/to/hf_folder", device="cpu")  # causal or encoder-decoder, read from config.json
     h = load_model("model.Q4_K_M.gguf")                # dequantized at load (slow; convert once instead)
     h = load_model("google/flan-t5-base")              # only if already in the local HF cache
+    h = load_model("runs/x/best_model")                # a saved LoRA adapter: its base model + the adapter
 
 Device: cuda when available, else cpu. dtype: bfloat16 on CUDA (float16 without bf16 support), float32 on
 CPU. Backend "auto" uses vLLM when it is installed and the device is CUDA.
@@ -12,15 +13,21 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
-from data.errors import InputError
+from data.errors import InputError, input_error
+from lm.adapters import ADAPTER_CONFIG_FILE
 from lm.handle import ModelHandle
+from lm.packaged import default_lm_dir, packaged_gguf
 from lm.sources import ModelSource, loading_errors, resolve_source
 
 log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "hf", "vllm")
+ADAPTER_NAME = "loaded"   # the adapter of a handle loaded from an adapter folder
 _DTYPE_NAMES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
                 "float16": "float16", "fp16": "float16", "half": "float16"}
 
@@ -37,9 +44,9 @@ def load_model(name_or_path: str | Path, device=None, dtype=None, backend: str =
     """
     from transformers import AutoConfig, AutoTokenizer
 
+    if (Path(name_or_path).expanduser() / ADAPTER_CONFIG_FILE).is_file():
+        return _load_with_adapter(Path(name_or_path).expanduser(), device, dtype, trust_remote_code, allow_download)
     if str(name_or_path) == "default":
-        from lm.convert_default import ensure_default_lm
-
         source = resolve_source(ensure_default_lm())
     else:
         source = resolve_source(name_or_path)
@@ -60,6 +67,21 @@ def load_model(name_or_path: str | Path, device=None, dtype=None, backend: str =
     else:
         handle = ModelHandle(source.name, tokenizer, config, device, model=load_hf_model())
     handle.weights_id = f"{source.weights_stamp()}|{dtype}"
+    return handle
+
+
+def _load_with_adapter(folder: Path, device, dtype, trust_remote_code: bool, allow_download: bool) -> ModelHandle:
+    """A saved adapter folder: load the base model it names, add the adapter and make it the default."""
+    from data.io import read_json
+
+    base = read_json(folder / ADAPTER_CONFIG_FILE).get("base_model_name_or_path")
+    if not base:
+        raise input_error(folder / ADAPTER_CONFIG_FILE, "no base_model_name_or_path to load the adapter onto")
+    handle = load_model(base, device, dtype, backend="hf", trust_remote_code=trust_remote_code,
+                        allow_download=allow_download)
+    handle.load_adapter(ADAPTER_NAME, folder)
+    handle.activate_adapter(ADAPTER_NAME)
+    handle.name = str(folder)
     return handle
 
 
@@ -131,3 +153,49 @@ def _load_hf_model(source: ModelSource, config, device, dtype, options: dict, al
     with loading_errors(source, allow_download):
         model = auto_class.from_pretrained(source.location, config=config, dtype=dtype, **options, **extra)
     return model.to(device).eval()
+
+
+def ensure_default_lm() -> Path:
+    """The converted default LM folder, converting the packaged GGUF on first use."""
+    folder = default_lm_dir()
+    if not folder.is_dir():
+        log.warning("converting the packaged SmolLM2 GGUF once into %s (about 30 s)", folder)
+        convert_gguf(packaged_gguf(), folder)
+    return folder
+
+
+def convert_gguf(gguf_path: str | Path, output_dir: str | Path, force: bool = False) -> Path:
+    """Dequantize `gguf_path` and save model + tokenizer to `output_dir` atomically; returns output_dir."""
+    gguf_path, output_dir = Path(gguf_path), Path(output_dir)
+    if gguf_path.suffix.lower() != ".gguf" or not gguf_path.is_file():
+        raise input_error(gguf_path, "not an existing .gguf file")
+    if output_dir.is_dir() and not force:
+        return output_dir
+    import torch
+
+    handle = load_model(gguf_path, device="cpu", dtype=torch.float32, backend="hf")
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=output_dir.parent, prefix=f".{output_dir.name}.tmp-"))
+    staging.chmod(0o755)   # mkdtemp makes it private; the cache may be shared
+    try:
+        handle.model.save_pretrained(staging)
+        handle.tokenizer.save_pretrained(staging)
+        _move_into_place(staging, output_dir, force)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return output_dir
+
+
+def _move_into_place(staging: Path, output_dir: Path, replace: bool) -> None:
+    """Rename the finished folder into place; a concurrent conversion that finished first is kept."""
+    retired = None
+    if replace and output_dir.exists():
+        retired = output_dir.with_name(f".{output_dir.name}.old-{os.getpid()}")
+        output_dir.rename(retired)
+    try:
+        staging.rename(output_dir)
+    except OSError:
+        if not output_dir.is_dir():
+            raise
+    if retired is not None:
+        shutil.rmtree(retired, ignore_errors=True)

@@ -1,30 +1,45 @@
 """Log-likelihood of a target text given a prompt, batched, for causal and encoder-decoder models.
 
 The target is scored as its own tokens (no special tokens added), right after the rendered prompt
-(the chat template's assistant turn when chat is used). Works on whatever ``handle.model`` is, including a
-PEFT model: inside ``with handle.model.disable_adapter():`` the base model is scored.
+(the chat template's assistant turn when chat is used). Each pair may use its own LoRA adapter
+(``adapter_names``, see lm.adapters); they travel with the pairs through the length sorting.
 """
 from __future__ import annotations
 
 import inspect
 import logging
-from typing import NamedTuple, Sequence
+from dataclasses import dataclass
+from typing import Sequence
 
 from data.errors import InputError
-from lm.batching import length_sorted_batches, pad_batch
+from lm.adapters import row_adapter_names
+from lm.batching import evaluation_mode, length_sorted_batches, pad_batch
 from lm.prompting import Prompt, context_length, encode_prompts, tokenize, truncate_left
 
 log = logging.getLogger(__name__)
 
 
-class TargetScore(NamedTuple):
-    sum_logprob: float    # log P(target | prompt), natural log
-    mean_logprob: float   # per target token
-    num_tokens: int
+@dataclass(frozen=True)
+class TargetScore:
+    token_logprobs: tuple[float, ...]   # log P(token | prompt, earlier target tokens) per target token, natural log
+
+    @property
+    def sum_logprob(self) -> float:
+        """log P(target | prompt)."""
+        return float(sum(self.token_logprobs))
+
+    @property
+    def mean_logprob(self) -> float:
+        return self.sum_logprob / self.num_tokens
+
+    @property
+    def num_tokens(self) -> int:
+        return len(self.token_logprobs)
 
 
 def score_targets(handle, prompts: Sequence[Prompt], targets: Sequence[str], batch_size: int = 16,
-                  chat: bool | None = None, progress: bool = True) -> list[TargetScore]:
+                  chat: bool | None = None, progress: bool = True,
+                  adapter_names: Sequence[str | None] | None = None) -> list[TargetScore]:
     import torch
     from tqdm.auto import tqdm
 
@@ -35,16 +50,18 @@ def score_targets(handle, prompts: Sequence[Prompt], targets: Sequence[str], bat
         if not ids:
             raise InputError(f"score: target {index} is empty, so it has no log-likelihood")
     prompt_ids = _fit_prompts(handle, encode_prompts(handle, prompts, chat, max_tokens=None), target_ids)
+    row_adapters = row_adapter_names(handle, adapter_names, len(prompts))
     score_batch = _seq2seq_logprobs if handle.is_encoder_decoder else _causal_logprobs
     lengths = [len(p) + len(t) for p, t in zip(prompt_ids, target_ids)]
     results: list[TargetScore | None] = [None] * len(prompts)
-    with torch.inference_mode(), tqdm(total=len(prompts), desc="score", unit="pair", disable=not progress) as bar:
+    with torch.inference_mode(), evaluation_mode(handle.model), \
+            tqdm(total=len(prompts), desc="score", unit="pair", disable=not progress) as bar:
         for batch in length_sorted_batches(lengths, batch_size):
-            logprobs, mask = score_batch(handle, [prompt_ids[i] for i in batch], [target_ids[i] for i in batch])
-            sums = (logprobs * mask).sum(-1).tolist()
-            counts = mask.sum(-1).tolist()
-            for index, total, count in zip(batch, sums, counts):
-                results[index] = TargetScore(total, total / count, int(count))
+            adapters = {} if row_adapters is None else {"adapter_names": [row_adapters[i] for i in batch]}
+            logprobs, mask = score_batch(handle, [prompt_ids[i] for i in batch], [target_ids[i] for i in batch],
+                                         adapters)
+            for index, row, row_mask in zip(batch, logprobs.tolist(), mask.bool().tolist()):
+                results[index] = TargetScore(tuple(value for value, real in zip(row, row_mask) if real))
             bar.update(len(batch))
     return results
 
@@ -71,7 +88,7 @@ def _fit_prompts(handle, prompt_ids: list[list[int]], target_ids: list[list[int]
     return fitted
 
 
-def _causal_logprobs(handle, prompts: list[list[int]], targets: list[list[int]]):
+def _causal_logprobs(handle, prompts: list[list[int]], targets: list[list[int]], adapters: dict):
     """Per-position target log-probs [B, T] and their mask, T = longest target in the batch.
 
     Left padding puts every target at the end of its row, so only the last T+1 positions need logits
@@ -88,7 +105,7 @@ def _causal_logprobs(handle, prompts: list[list[int]], targets: list[list[int]])
     width = max(len(t) for t in targets)
     extra = {"logits_to_keep": width + 1} if _accepts(handle.model, "logits_to_keep") else {}
     logits = handle.model(input_ids=input_ids.to(handle.device), attention_mask=attention_mask.to(handle.device),
-                          position_ids=position_ids.to(handle.device), **extra).logits
+                          position_ids=position_ids.to(handle.device), **extra, **adapters).logits
     predicted = logits[:, -(width + 1):-1].float().log_softmax(-1)
     labels = input_ids[:, -width:]
     # Gather on the device: only [B, T] log-probs move to the CPU, not [B, T, vocab].
@@ -98,7 +115,7 @@ def _causal_logprobs(handle, prompts: list[list[int]], targets: list[list[int]])
     return logprobs, mask.float()
 
 
-def _seq2seq_logprobs(handle, prompts: list[list[int]], targets: list[list[int]]):
+def _seq2seq_logprobs(handle, prompts: list[list[int]], targets: list[list[int]], adapters: dict):
     """Per-position target log-probs [B, T] for an encoder-decoder model (targets right-padded)."""
     pad_id = handle.tokenizer.pad_token_id
     input_ids, attention_mask = pad_batch(prompts, pad_id, side="right")
@@ -106,7 +123,7 @@ def _seq2seq_logprobs(handle, prompts: list[list[int]], targets: list[list[int]]
     # -100 marks padding for the model's own label shifting; the decoder is causal, so right padding
     # cannot change the log-probs of real target tokens.
     logits = handle.model(input_ids=input_ids.to(handle.device), attention_mask=attention_mask.to(handle.device),
-                          labels=labels.masked_fill(label_mask == 0, -100).to(handle.device)).logits
+                          labels=labels.masked_fill(label_mask == 0, -100).to(handle.device), **adapters).logits
     logprobs = logits.float().log_softmax(-1).gather(-1, labels.to(logits.device).unsqueeze(-1)).squeeze(-1).cpu()
     return logprobs, label_mask.float()
 

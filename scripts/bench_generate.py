@@ -64,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(make_parser(), argv)
     if args.repeats < 1 or min(args.batch_sizes) < 1 or args.max_new_tokens < 1:
         raise InputError("--repeats, --batch_sizes and --max_new_tokens must be at least 1")
-    from lm import load_model   # first: lm sets the OpenMP wait policy that torch reads at import
+    from lm import load_model   # torch is imported here, after data.cli.run set the OpenMP wait policy
     from lm.generation import generate_ids
     import torch
 

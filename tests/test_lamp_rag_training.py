@@ -1,4 +1,5 @@
-"""lamp_rag fine-tuning: weights change and loss falls, best-checkpoint direction, LoRA, resume, train_llm CLI."""
+"""lamp_rag fine-tuning: weights change and loss falls, best-checkpoint direction, LoRA adapters (per user,
+never stacked, merged only when asked), no validation, the given handle untouched, resume, train_llm CLI."""
 import json
 from pathlib import Path
 
@@ -13,6 +14,8 @@ from data.tasks import get_task
 from eval.scoring import metric_values
 from lamp_rag import train_llm, training
 from lamp_rag.pipeline import build_prompts, resolve_prompt_style
+from lm.adapters import lora_target_modules
+from lm.train import sft_rows
 
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample"
 # Big steps so a few updates visibly lower the loss of a random tiny model; short generation for speed.
@@ -35,12 +38,18 @@ def split(task: str, name: str, limit: int, handle):
     return examples, build_prompts(spec, examples, items, style, handle.tokenizer)
 
 
-def finetune(task, model_path, output_dir, epochs=2, train_size=16, lora=False, **options):
-    handle = load(model_path)
+def finetune(task, model_path, output_dir, epochs=2, train_size=16, lora=False, validate=True, handle=None,
+             **options):
+    handle = handle or load(model_path)
     train, train_prompts = split(task, "train", train_size, handle)
-    val, val_prompts = split(task, "dev", 4, handle)
+    val, val_prompts = split(task, "dev", 4, handle) if validate else (None, None)
     return training.finetune(get_task(task), handle, train, train_prompts, val, val_prompts, output_dir,
                              epochs=epochs, lora=lora, **{**FAST, **options})
+
+
+def dev_scores(handle, task="LaMP_4"):
+    examples, prompts = split(task, "dev", 4, handle)
+    return [score.sum_logprob for score in handle.score(prompts, [e.target for e in examples], progress=False)]
 
 
 def train_losses(checkpoint: str) -> list[float]:
@@ -89,22 +98,83 @@ def test_best_checkpoint_follows_the_metric_direction(task, best_epoch, tiny_cau
     assert state["best_metric"] == best_value and result.metrics[spec.best_metric] == best_value
 
 
-def test_lora_changes_only_the_adapted_modules(tiny_causal_lm, tmp_path):
-    base = dict(load(tiny_causal_lm).model.named_parameters())
-    result = finetune("LaMP_4", tiny_causal_lm, tmp_path, lora=True, lora_r=4)
+def test_lora_trains_a_named_adapter_and_saves_it_alone(tiny_causal_lm, tmp_path):
+    handle = load(tiny_causal_lm)
+    base_weights = {name: p.detach().clone() for name, p in handle.model.named_parameters()}
+    base = dev_scores(handle)
+    result = finetune("LaMP_4", tiny_causal_lm, tmp_path, lora=True, lora_r=4, handle=handle)
 
     checkpoint = Path(result.best_checkpoint)
-    assert (checkpoint / "adapter_model.safetensors").is_file()
+    assert (checkpoint / "adapter_model.safetensors").is_file() and (checkpoint / "predictions.json").is_file()
     assert not (checkpoint / "model.safetensors").exists()       # only the adapter is trained and saved
-    merged = dict(result.handle.model.named_parameters())
-    assert merged.keys() == base.keys()                           # adapters merged into plain weights
-    changed = {name for name in base if not torch.equal(base[name], merged[name])}
-    assert changed and all(name.endswith(("q_proj.weight", "v_proj.weight")) for name in changed)
+    best_model = tmp_path / "best_model"
+    assert (best_model / "adapter_config.json").is_file() and not (best_model / "model.safetensors").exists()
+    # the base weights did not move; only the adapter's LoRA matrices did
+    assert result.adapter == "finetune" and result.handle.adapter == "finetune"
+    weights = {name.replace(".base_layer", ""): p for name, p in handle.model.get_base_model().named_parameters()
+               if "lora_" not in name}
+    assert weights.keys() == base_weights.keys()
+    assert all(torch.equal(base_weights[name], weights[name]) for name in base_weights)
+    # the handle given keeps its outputs; the result's handle uses the adapter, as does the saved folder
+    assert handle.adapter is None and dev_scores(handle) == pytest.approx(base, abs=1e-5)
+    tuned = dev_scores(result.handle)
+    assert tuned != pytest.approx(base, abs=1e-3)
+    assert dev_scores(load(best_model)) == pytest.approx(tuned, abs=1e-4)
+
+
+def test_lora_per_user_adapters_on_one_handle_do_not_stack(tiny_causal_lm, tmp_path):
+    handle = load(tiny_causal_lm)
+    first = finetune("LaMP_4", tiny_causal_lm, tmp_path / "a", lora=True, validate=False, handle=handle,
+                     adapter_name="user_a", train_size=8)
+    first_scores = dev_scores(first.handle)
+    before = {name: p.detach().clone() for name, p in handle.model.named_parameters()}
+    second = finetune("LaMP_4", tiny_causal_lm, tmp_path / "b", lora=True, validate=False, handle=handle,
+                      adapter_name="user_b", train_size=8, seed=1)
+    assert handle.adapters == ["user_a", "user_b"]
+    after = dict(handle.model.named_parameters())
+    assert all(torch.equal(after[name], before[name]) for name in before)   # user_a and the base untouched
+    assert any(".user_b." in name and "lora_B" in name and p.abs().sum() > 0 for name, p in after.items())
+    assert dev_scores(first.handle) == pytest.approx(first_scores, abs=1e-5)
+    # user_b was trained from a fresh adapter: retraining it alone on a new handle gives the same weights
+    alone = finetune("LaMP_4", tiny_causal_lm, tmp_path / "c", lora=True, validate=False,
+                     adapter_name="user_b", train_size=8, seed=1)
+    assert dev_scores(alone.handle) == pytest.approx(dev_scores(second.handle), abs=1e-4)
+
+
+def test_lora_merged_only_when_asked(tiny_seq2seq_lm, tmp_path):
+    result = finetune("LaMP_4", tiny_seq2seq_lm, tmp_path, epochs=1, lora=True, validate=False, merge_lora=True)
+    best_model = tmp_path / "best_model"
+    assert (best_model / "model.safetensors").is_file() and not (best_model / "adapter_config.json").exists()
+    # merging rounds differently; the tiny T5's log-probs are in the thousands
+    assert dev_scores(load(best_model)) == pytest.approx(dev_scores(result.handle), rel=2e-4)
+    assert result.handle.adapters == ["finetune"]           # merging a copy left the adapter in place
+
+
+def test_without_validation_nothing_is_generated_and_the_last_epoch_is_kept(tiny_causal_lm, tmp_path, monkeypatch):
+    import lm.generation
+
+    def no_generation(*args, **kwargs):
+        raise AssertionError("generated during training without a validation set")
+
+    monkeypatch.setattr(lm.generation, "generate_ids", no_generation)
+    result = finetune("LaMP_4", tiny_causal_lm, tmp_path, epochs=2, train_size=8, validate=False)
+    assert Path(result.best_checkpoint) == tmp_path / "checkpoints" / "checkpoint-2" and result.metrics == {}
+    assert not any((tmp_path / "checkpoints").rglob("predictions.json"))
+    assert not (tmp_path / "validation").exists() and (tmp_path / "best_model" / "model.safetensors").is_file()
+
+
+def test_full_finetuning_leaves_the_given_handle_alone(tiny_causal_lm, tmp_path):
+    handle = load(tiny_causal_lm)
+    base = dev_scores(handle)
+    model = handle.model
+    result = finetune("LaMP_4", tiny_causal_lm, tmp_path, epochs=1, train_size=8, validate=False, handle=handle)
+    assert handle.model is model and dev_scores(handle) == pytest.approx(base, abs=1e-6)
+    assert result.handle.model is not model and dev_scores(result.handle) != pytest.approx(base, abs=1e-3)
 
 
 def test_lora_targets_follow_the_model_type(tiny_causal_lm, tiny_seq2seq_lm):
-    assert training.lora_target_modules(load(tiny_causal_lm).model) == ["q_proj", "v_proj"]
-    assert training.lora_target_modules(load(tiny_seq2seq_lm).model) == ["q", "v"]
+    assert lora_target_modules(load(tiny_causal_lm).model) == ["q_proj", "v_proj"]
+    assert lora_target_modules(load(tiny_seq2seq_lm).model) == ["q", "v"]
 
 
 def test_rerun_resumes_from_the_last_checkpoint(tiny_causal_lm, tmp_path, caplog):
@@ -113,6 +183,19 @@ def test_rerun_resumes_from_the_last_checkpoint(tiny_causal_lm, tmp_path, caplog
     result = finetune("LaMP_4", tiny_causal_lm, tmp_path, epochs=2, train_size=8)
     assert f"resuming from {tmp_path / 'checkpoints' / 'checkpoint-1'}" in caplog.text
     assert last_checkpoint(tmp_path).name == "checkpoint-2" and len(train_losses(result.best_checkpoint)) >= 1
+
+
+def test_an_interrupted_lora_run_resumes_to_the_same_adapter(tiny_causal_lm, tmp_path):
+    import shutil
+
+    whole = finetune("LaMP_4", tiny_causal_lm, tmp_path / "whole", epochs=2, train_size=8, lora=True, validate=False)
+    finetune("LaMP_4", tiny_causal_lm, tmp_path / "cut", epochs=2, train_size=8, lora=True, validate=False)
+    shutil.rmtree(tmp_path / "cut" / "checkpoints" / "checkpoint-2")      # as if stopped after epoch 1
+    resumed = finetune("LaMP_4", tiny_causal_lm, tmp_path / "cut", epochs=2, train_size=8, lora=True,
+                       validate=False)
+    assert dev_scores(resumed.handle) == pytest.approx(dev_scores(whole.handle), abs=1e-4)
+    fresh_start = load(tiny_causal_lm)                # a resume that ignored checkpoint-1 would land elsewhere
+    assert dev_scores(resumed.handle) != pytest.approx(dev_scores(fresh_start), abs=1e-3)
 
 
 def checkpoint_files(output_dir: Path) -> dict[str, bytes]:
@@ -182,6 +265,18 @@ def test_train_llm_saves_validation_and_test_predictions(tiny_seq2seq_lm, tmp_pa
     assert "best checkpoint: " in printed and str(out / "test" / "predictions.json") in printed
 
 
+def test_train_llm_lora_without_validation_saves_the_adapter(tiny_causal_lm, tmp_path, capsys):
+    argv = cli_args(tmp_path, tiny_causal_lm)
+    position = argv.index("--validation_data")
+    del argv[position:position + 4]                      # --validation_data and --validation_outputs
+    assert run(train_llm.main, argv + ["--lora", "--num_train_epochs", "1", "--lora_r", "4"]) == 0
+    out = tmp_path / "run"
+    assert (out / "best_model" / "adapter_config.json").is_file() and not (out / "validation").exists()
+    printed = capsys.readouterr().out
+    assert "best model: " in printed and "validation: " not in printed
+    assert load(out / "best_model").adapter == "loaded"
+
+
 @pytest.mark.parametrize("flag,value", [("--train_outputs", None), ("--task", "LaMP_44"),
                                         ("--validation_data", "missing.json")],
                          ids=["no_train_golds", "unknown_task", "missing_file"])
@@ -209,10 +304,10 @@ def test_official_training_prompts_are_cut_to_max_length_from_the_right(model, r
     prompts = build_prompts(get_task("LaMP_4"), examples, [e.profile[:2] for e in examples], "official",
                             handle.tokenizer, max_length=64)
     targets = [e.target for e in examples]
-    full = encode_prompts(handle, prompts, None, None)       # as _tokenize encodes (chat template if any)
+    full = encode_prompts(handle, prompts, None, None)       # as sft_rows encodes (chat template if any)
     assert all(len(ids) > 40 for ids in full)
-    cut = training._tokenize(handle, prompts, targets, 8, max_prompt_tokens=40)
-    uncut = training._tokenize(handle, prompts, targets, 8)          # no max_length cut (chat style)
+    cut = sft_rows(handle, prompts, targets, 8, max_prompt_tokens=40)
+    uncut = sft_rows(handle, prompts, targets, 8)          # no max_length cut (chat style)
     for row, whole, ids in zip(cut, uncut, full):
         prompt_ids = row["input_ids"] if handle.is_encoder_decoder else \
             [t for t, label in zip(row["input_ids"], row["labels"]) if label == -100]

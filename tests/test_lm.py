@@ -2,6 +2,7 @@
 
 Tests marked realmodel use the packaged SmolLM2-135M-Instruct and all-MiniLM-L6-v2 on CPU.
 """
+import os
 import re
 import shutil
 import subprocess
@@ -121,10 +122,38 @@ def test_bad_device_dtype_backend_are_input_errors(tiny_causal_lm):
             load_model(tiny_causal_lm, **{"device": "cpu", **kwargs})
 
 
-@pytest.mark.parametrize("command", [["-m", "lm.convert_default"], ["scripts/bench_generate.py"]])
+@pytest.mark.parametrize("command", [["-m", "lm.convert_default"], ["scripts/bench_generate.py"],
+                                     ["scripts/bench_adapters.py"]])
 def test_cli_help(command):
     result = subprocess.run([sys.executable, *command, "--help"], capture_output=True, text=True, cwd=REPO_ROOT)
     assert result.returncode == 0 and result.stdout.startswith("usage:")
+
+
+def test_importing_lm_sets_no_environment_variables_and_entry_scripts_default_to_offline():
+    code = ("import os, sys; before = dict(os.environ); import lm, lm.loading, lm.train, lm.adapters; "
+            "changed = {k for k in set(os.environ) | set(before) if os.environ.get(k) != before.get(k)}; "
+            "from data.cli import run; run(lambda argv: 0); "
+            "print(sorted(changed), os.environ['HF_HUB_OFFLINE'], os.environ['OMP_WAIT_POLICY'])")
+    clean = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "OMP_WAIT_POLICY")}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT, env=clean)
+    assert result.stdout.split() == ["[]", "1", "PASSIVE"], result.stderr
+    # a value the user set wins
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT,
+                            env={**clean, "HF_HUB_OFFLINE": "0"})
+    assert result.stdout.split()[1] == "0"
+
+
+def test_loading_and_the_conversion_cli_import_in_one_direction():
+    """lm.convert_default (the CLI) imports lm.loading; lm.loading never imports the CLI module."""
+    import ast
+
+    def imported(path):
+        tree = ast.parse((REPO_ROOT / path).read_text())
+        return {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)} | \
+            {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+
+    assert "lm.loading" in imported("lm/convert_default.py")
+    assert not {"lm.convert_default"} & imported("lm/loading.py")
 
 
 def test_cli_reports_bad_input_in_one_line_with_exit_code_2(tmp_path):
