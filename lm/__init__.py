@@ -1,10 +1,12 @@
 """lampkit model backend: one way to load, prompt, generate with and score language models.
 
-    from lm import load_model, load_encoder, add_special_tokens
+    from lm import load_model, load_encoder, add_special_tokens, View, BASE, ContrastiveCombine, two_view_generate
     h = load_model("default")                      # packaged SmolLM2-135M-Instruct (converted once to the cache)
     h.generate(["Write a headline for: ..."], max_new_tokens=20)   # -> ["..."], input order kept
     h.score(["Question: 2+2?"], ["4"])             # -> [TargetScore(token_logprobs)], .sum_logprob, .mean_logprob
     h.add_adapter("user_1"); h.generate(prompts, adapter_names=["user_1", "__base__"])   # see lm.adapters
+    # h.model a peft model with adapter "user_7": contrastive decoding, adapter vs base, one pass per step
+    two_view_generate(View(h, "user_7"), View(h, BASE), prompts, ContrastiveCombine(alpha=0.1))
     enc = load_encoder("default")                  # packaged all-MiniLM-L6-v2, masked mean pooling
     enc.encode(["a query", "a document"], normalize=True)          # -> FloatTensor [2, 384]
 
@@ -27,6 +29,12 @@ _EXPORTS = {
     "add_special_tokens": "lm.tokens",
     "load_encoder": "lm.encoder",
     "Encoder": "lm.encoder",
+    "View": "lm.decoding",
+    "BASE": "lm.decoding",
+    "StepState": "lm.decoding",
+    "ContrastiveCombine": "lm.decoding",
+    "two_view_generate": "lm.decoding",
+    "two_view_generate_ids": "lm.decoding",
 }
 __all__ = list(_EXPORTS)
 

@@ -36,7 +36,7 @@ def generate_ids(handle, prompts: Sequence[Prompt], max_new_tokens: int = 64, nu
     row_adapters = row_adapter_names(handle, adapter_names, len(prompts))
     options = _decoding_options(handle, max_new_tokens, num_beams, do_sample, temperature, top_p, top_k,
                                 repetition_penalty)
-    stop_ids = set(_as_list(options["eos_token_id"]))
+    stop_ids = set(options["eos_token_id"])
     # Decoder-only models continue from the last prompt token, so padding must go on the left.
     side = "right" if handle.is_encoder_decoder else "left"
     results: list[list[int]] = [[] for _ in prompts]
@@ -54,7 +54,7 @@ def generate_ids(handle, prompts: Sequence[Prompt], max_new_tokens: int = 64, nu
             # Encoder-decoder output starts with the decoder start token; decoder-only repeats the prompt.
             new_tokens = output[:, 1:] if handle.is_encoder_decoder else output[:, input_ids.shape[1]:]
             for index, row in zip(batch, new_tokens.tolist()):
-                results[index] = _through_first_stop(row, stop_ids)
+                results[index] = through_first_stop(row, stop_ids)
             bar.update(len(batch))
     return results
 
@@ -66,19 +66,23 @@ def decode(tokenizer, token_ids: list[list[int]]) -> list[str]:
 def _decoding_options(handle, max_new_tokens, num_beams, do_sample, temperature, top_p, top_k,
                       repetition_penalty) -> dict:
     """Explicit generate() kwargs; sampling knobs only when sampling, so greedy/beam runs stay warning-free."""
-    defaults = handle.model.generation_config
     options = {
         "max_new_tokens": max_new_tokens,
         "num_beams": num_beams,
         "do_sample": do_sample,
         "repetition_penalty": repetition_penalty,
         "pad_token_id": handle.tokenizer.pad_token_id,
-        "eos_token_id": defaults.eos_token_id if defaults.eos_token_id is not None
-        else handle.tokenizer.eos_token_id,
+        "eos_token_id": stop_token_ids(handle),
     }
     if do_sample:
         options.update(temperature=temperature, top_p=top_p, top_k=top_k)
     return options
+
+
+def stop_token_ids(handle) -> list[int]:
+    """The ids that end a row: the model's generation config EOS id(s), else the tokenizer's EOS."""
+    configured = handle.model.generation_config.eos_token_id
+    return _as_list(configured if configured is not None else handle.tokenizer.eos_token_id)
 
 
 def _batch_processors(logits_processor: Any, batch: list[int]):
@@ -98,7 +102,7 @@ def _batch_processors(logits_processor: Any, batch: list[int]):
     return LogitsProcessorList([chosen] if isinstance(chosen, LogitsProcessor) else list(chosen))
 
 
-def _through_first_stop(token_ids: list[int], stop_ids: set[int]) -> list[int]:
+def through_first_stop(token_ids: list[int], stop_ids: set[int]) -> list[int]:
     """Tokens up to and including the first EOS: anything after it is padding of a finished row."""
     for position, token in enumerate(token_ids):
         if token in stop_ids:

@@ -1,0 +1,170 @@
+"""Two-view decoding cost: greedy decoding with a LoRA adapter, plain vs two views (adapter vs base).
+
+    python scripts/bench_two_view.py                      # default model, 16 prompts x 64 new tokens
+    python scripts/bench_two_view.py --repeats 2 --threads 2
+
+plain: lm's Hugging Face generate with the adapter active. two_view: lm.decoding with the adapter view as
+expert and the base view as amateur (CoPe's contrastive combine), both views from one forward pass per
+step over the doubled batch. The adapter has random non-zero weights (seeded), on q_proj and v_proj.
+Each run is a fresh subprocess: peak memory is that process's resident set while it decodes.
+Only real tokens count (through each row's first EOS). generate computes a batch's finished rows until
+its last row ends; lm.decoding drops them, so the rows fed to the model ("row forwards") are printed too. Targets: time_ratio (seconds per token, two-view
+over plain) at most 1.5, memory_ratio (peak RSS, two-view over plain) at most 1.1.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a file: make the repository importable
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
+import argparse
+import json
+import os
+import subprocess
+from typing import Sequence
+
+from data.cli import parse_args, run
+from data.errors import InputError
+
+MODES = ("plain", "two_view")
+ADAPTER = "user"
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python scripts/bench_two_view.py", description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
+    parser.add_argument("--model_name", default="default", help="model to load (default: %(default)s)")
+    parser.add_argument("--max_new_tokens", type=int, default=64, help="default: %(default)s")
+    parser.add_argument("--batch_size", type=int, default=16, help="prompts per batch (default: %(default)s)")
+    parser.add_argument("--lora_rank", type=int, default=8, help="default: %(default)s")
+    parser.add_argument("--alpha", type=float, default=0.1,
+                        help="contrastive alpha of the two-view combine (default: %(default)s)")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="runs per mode, alternating modes; the fastest run of each is reported "
+                             "(default: %(default)s)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: torch's choice, one per core)")
+    parser.add_argument("--measure", choices=MODES, default=None,
+                        help="internal: decode in this process in one mode and print its figures as JSON")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(make_parser(), argv)
+    if min(args.repeats, args.max_new_tokens, args.batch_size, args.lora_rank) < 1:
+        raise InputError("--repeats, --max_new_tokens, --batch_size and --lora_rank must be at least 1")
+    if args.measure:
+        print(json.dumps(measure(args)))
+        return 0
+    from tqdm.auto import tqdm
+
+    child_argv = list(argv if argv is not None else sys.argv[1:])
+    best: dict[str, dict] = {}
+    runs = [mode for _ in range(args.repeats) for mode in MODES]   # alternating: outside load hits both alike
+    for mode in tqdm(runs, desc="benchmark runs", unit="run"):
+        figures = measure_in_subprocess(child_argv, mode)
+        tqdm.write(f"{mode:>8}: {figures['tokens']} tokens in {figures['seconds']:6.1f} s = "
+                   f"{figures['tokens_per_second']:6.1f} tokens/s, peak RSS {figures['peak_rss_mb']:7.1f} MB, "
+                   f"{figures['forward_calls']} forward calls over {figures['row_forwards']} rows in all")
+        if mode not in best or figures["tokens_per_second"] > best[mode]["tokens_per_second"]:
+            best[mode] = figures
+    plain, two_view = best["plain"], best["two_view"]
+    summary = {
+        "model": plain["model"], "threads": plain["threads"], "prompts": plain["prompts"],
+        "max_new_tokens": args.max_new_tokens, "repeats": args.repeats,
+        "plain_tokens_per_second": round(plain["tokens_per_second"], 2),
+        "two_view_tokens_per_second": round(two_view["tokens_per_second"], 2),
+        "plain_peak_rss_mb": round(plain["peak_rss_mb"], 1),
+        "two_view_peak_rss_mb": round(two_view["peak_rss_mb"], 1),
+        "plain_row_forwards": plain["row_forwards"], "two_view_row_forwards": two_view["row_forwards"],
+        "time_ratio": round(plain["tokens_per_second"] / two_view["tokens_per_second"], 3),
+        "memory_ratio": round(two_view["peak_rss_mb"] / plain["peak_rss_mb"], 3),
+    }
+    print(f"time_ratio {summary['time_ratio']} (target <= 1.5), memory_ratio {summary['memory_ratio']} "
+          f"(target <= 1.1); CPU shared with other processes, so times vary between runs")
+    print(json.dumps(summary))
+    return 0
+
+
+def measure_in_subprocess(argv: list[str], mode: str) -> dict:
+    command = [sys.executable, str(Path(__file__).resolve()), *argv, "--measure", mode]
+    # glibc keeps freed heap memory mapped, so RSS would also count what its allocator happens to retain
+    # (runs of one mode differed by 50-100 MB); a fixed mmap threshold returns freed tensors to the system,
+    # and RSS then follows the live weights, KV caches and activations (repeat runs agree within ~2 MB).
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(256 * 1024)}
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    if done.returncode == 2:   # bad input (e.g. the model), already one line from data.cli.run
+        raise InputError(done.stderr.strip().splitlines()[-1].removeprefix("error: "))
+    if done.returncode != 0:
+        raise RuntimeError(f"{mode} run failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def measure(args: argparse.Namespace) -> dict:
+    """Decode every prompt once in args.measure mode; tokens, seconds and peak RSS while decoding."""
+    import time
+    from functools import partial
+
+    from lm import BASE, ContrastiveCombine, View, load_model, two_view_generate_ids  # lm before torch
+    from lm.generation import generate_ids
+    from scripts.bench_generate import prompts
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    handle = load_model(args.model_name, device="cpu")
+    torch.manual_seed(0)
+    # init_lora_weights=False: random A and B, so the adapter changes the logits (B=0 would not).
+    config = LoraConfig(r=args.lora_rank, lora_alpha=args.lora_rank, target_modules=["q_proj", "v_proj"],
+                        init_lora_weights=False)
+    handle.model = get_peft_model(handle.model, config, adapter_name=ADAPTER).eval()
+    if args.measure == "plain":
+        decode = partial(generate_ids, handle)
+    else:
+        decode = partial(two_view_generate_ids, View(handle, ADAPTER), View(handle, BASE),
+                         combine=ContrastiveCombine(alpha=args.alpha))
+    texts = prompts()
+    decode(texts[:2], max_new_tokens=4, batch_size=2, progress=False)   # warm-up, untimed
+    # Rows of every forward call: generate computes finished rows on, lm.decoding drops them.
+    rows_fed = []
+    handle.model.get_base_model().register_forward_hook(
+        lambda module, inputs, kwargs, output: rows_fed.append(kwargs["input_ids"].shape[0]), with_kwargs=True)
+    reset_peak_rss()
+    started = time.perf_counter()
+    token_ids = decode(texts, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, progress=False)
+    seconds = time.perf_counter() - started
+    tokens = sum(len(ids) for ids in token_ids)
+    return {"mode": args.measure, "model": handle.name, "threads": torch.get_num_threads(), "prompts": len(texts),
+            "tokens": tokens, "seconds": seconds, "tokens_per_second": tokens / seconds,
+            "forward_calls": len(rows_fed), "row_forwards": sum(rows_fed),
+            "peak_rss_mb": peak_rss_kb() / 1024}
+
+
+# Peak resident set size (RSS), not tracemalloc (blind to torch's CPU allocator) nor the torch profiler
+# (misses the weights already allocated): RSS holds the weights, KV caches and activations alike. The
+# kernel's high-water mark is reset after loading and warm-up, so the peak is that of decoding alone;
+# where the mark cannot be reset (no /proc), the lifetime peak (loading included) is used.
+def reset_peak_rss() -> None:
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+def peak_rss_kb() -> float:
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return float(line.split()[1])
+    import resource
+
+    return float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+
+if __name__ == "__main__":
+    raise SystemExit(run(main))
