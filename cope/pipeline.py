@@ -210,4 +210,15 @@ def predict_users(handle, spec, users: Sequence[User], stage: Path, run_dir: Pat
         log.info("some queries have no gold; not scoring")
         return {}
     print(f"predictions: {path}")
-    return write_scores(run_dir, spec.name, golds, predictions)
+    return write_cope_scores(run_dir, spec, golds, predictions)
+
+
+def write_cope_scores(run_dir: Path, spec, golds: Mapping[str, str], predictions: Mapping[str, str]) -> dict:
+    """scores.json with the task's metrics plus, for generation tasks, METEOR (CoPe reports ROUGE-1,
+    ROUGE-L and METEOR for every task, spec curp_cope_oppu 3.10)."""
+    from eval.scoring import metric_values, score_predictions
+
+    extra = {}
+    if spec.kind == "generation" and "meteor" not in spec.metrics:
+        extra = metric_values(score_predictions(spec.name, golds, predictions, metrics=["meteor"]))
+    return write_scores(run_dir, spec.name, golds, predictions, extra_metrics=extra)

@@ -76,7 +76,10 @@ def test(args, data, model: ModelOptions, decoding, seed: int) -> None:
     from cope.pipeline import load_task_model
     from cope.data import query_prompt
     from cope.steps import open_run, target_users
-    from runtime.generation import generate_and_score
+    from cope.pipeline import write_cope_scores
+    from data.loaders import write_predictions
+    from runtime.generation import generate_outputs, postprocess
+    from runtime.run_folder import PREDICTIONS_FILE
 
     spec, users = target_users(data)
     handle, stamp = load_task_model(model, data.root())
@@ -84,8 +87,15 @@ def test(args, data, model: ModelOptions, decoding, seed: int) -> None:
     open_run(args, run_dir)
     examples = [example for user in users for example in user.queries]
     options = {**decoding.generate_kwargs(spec), "seed": seed, "batch_size": decoding.inference_batch_size}
-    metrics = generate_and_score(spec, handle, examples, [query_prompt(spec, e) for e in examples], run_dir,
-                                 options, adapter={"tam": stamp})
+    texts = generate_outputs(handle, [e.id for e in examples], [query_prompt(spec, e) for e in examples], run_dir,
+                             options, adapter={"tam": stamp}, desc="TAM")
+    predictions = {example.id: postprocess(spec, text) for example, text in zip(examples, texts)}
+    print(f"predictions: {write_predictions(run_dir / PREDICTIONS_FILE, spec.name, predictions)}")
+    golds = {example.id: example.target for example in examples}
+    if None in golds.values():
+        print("some queries have no gold: not scored")
+        return
+    metrics = write_cope_scores(run_dir, spec, golds, predictions)
     for name, value in metrics.items():
         print(f"{spec.name} TAM {name}: {value:.4f}")
 
