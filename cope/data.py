@@ -9,7 +9,7 @@ all see one form, and training and inference encode it the same way (``lm.train`
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Mapping
 
@@ -45,12 +45,21 @@ def item_target(spec: TaskSpec, item: Mapping) -> str:
     return spec.item_output(item)
 
 
+def first_words(text: str, max_words: int | None) -> str:
+    """The first ``max_words`` whitespace-separated words (the reference cuts every field to 768)."""
+    if max_words is None:
+        return text
+    words = text.split()
+    return text if len(words) <= max_words else " ".join(words[:max_words])
+
+
 def read_users(data_dir: str | Path, task: str | None, file: str = HISTORY, max_history: int | None = None,
-               num_users: int | None = None) -> tuple[TaskSpec, list[User]]:
+               num_users: int | None = None, max_words: int | None = None) -> tuple[TaskSpec, list[User]]:
     """Users of ``data_dir/file`` in file order (golds from the label file for the target users).
 
     ``max_history`` keeps each user's last N history items (the newest, in the released order);
-    ``num_users`` keeps the first N users.
+    ``num_users`` keeps the first N users; ``max_words`` cuts every string field of a history item and every
+    query input to its first N words.
     """
     path = Path(data_dir) / file
     if not path.is_file():
@@ -73,14 +82,20 @@ def read_users(data_dir: str | Path, task: str | None, file: str = HISTORY, max_
     if num_users is not None:
         users = users[:num_users]
     if max_history is not None:
-        users = [User(user.name, user.profile[-max_history:] if max_history else [], user.queries)
+        users = [User(user.name, user.profile[-max_history:], user.queries) for user in users]
+    if max_words is not None:
+        users = [User(user.name,
+                      [{name: first_words(value, max_words) if isinstance(value, str) and name != "id" else value
+                        for name, value in item.items()} for item in user.profile],
+                      [replace(query, input=first_words(query.input, max_words)) for query in user.queries])
                  for user in users]
     return spec, users
 
 
-def read_others(data_dir: str | Path, task: str | None) -> tuple[TaskSpec, list[Example]]:
-    """The non-target users' queries with golds (the TAM's training data)."""
-    spec, users = read_users(data_dir, task, OTHERS)
+def read_others(data_dir: str | Path, task: str | None, num_users: int | None = None,
+                max_words: int | None = None) -> tuple[TaskSpec, list[Example]]:
+    """The non-target users' queries with golds (the TAM's training data), of the first ``num_users`` users."""
+    spec, users = read_users(data_dir, task, OTHERS, num_users=num_users, max_words=max_words)
     examples = [query for user in users for query in user.queries]
     for example in examples:
         if example.target is None:

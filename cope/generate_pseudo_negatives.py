@@ -58,6 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     key = {"tam": tam_stamp, "response_num": args.response_num, "temperature": args.temperature,
            "repetition_penalty": args.repetition_penalty, "max_new_tokens": max_new_tokens, "seed": args.seed,
+           "max_words": data.max_words,
            "history": {user.name: [item["id"] for item in user.profile] for user in users}}
     run_users(stage, list(by_name), work, key=key, shard=shard_from_args(args), desc="users sampled")
     if all(done_marker(stage, name, fingerprint(key)) for name in by_name):

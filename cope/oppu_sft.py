@@ -52,7 +52,7 @@ def train(args) -> None:
     handle, tam_stamp = load_task_model(model, data.root())
     options = training_options(args, spec)
     key = {"tam": tam_stamp, "lora": USER_LORA, "options": dataclasses.asdict(options),
-           "max_history": data.max_history}
+           "inputs": (data.max_history, data.max_words)}
     run_user_training(stage, users, lambda user, folder: sft_user(handle, spec, user, options, folder), key,
                       shard_from_args(args))
     print(f"OPPU adapters: {stage}")

@@ -67,7 +67,7 @@ def train(args) -> None:
     handle, tam_stamp = load_task_model(model, data.root())
     options = training_options(args, spec, DPO_LEARNING_RATE)
     key = {**keys, "tam": tam_stamp, "beta": args.dpo_beta, "options": dataclasses.asdict(options),
-           "max_history": data.max_history}
+           "inputs": (data.max_history, data.max_words)}
 
     def train_user(user, folder):
         selection = read_json(user_folder(scores, user.name) / SELECTION_FILE)

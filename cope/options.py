@@ -22,6 +22,10 @@ class DataOptions:
     num_users: int | None = option(None, "only the first N target users (default: all)", minimum=1)
     max_history: int | None = option(None, "train on each user's last N history items (default: all)",
                                      minimum=1)
+    max_words: int | None = option(768, "cut every history field and query input to its first N words "
+                                        "(the reference's 768)", minimum=1)
+    num_others: int | None = option(None, "train the TAM on the first N non-target users (default: all)",
+                                    minimum=1)
 
     def root(self) -> Path:
         return self.output_dir or Path("runs") / "cope" / self.task_name

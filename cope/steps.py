@@ -29,7 +29,8 @@ def training_options(args: argparse.Namespace, spec, learning_rate: float = DEFA
 
 
 def target_users(data: DataOptions) -> tuple[Any, list[User]]:
-    return read_users(data.data_path, data.task_name, max_history=data.max_history, num_users=data.num_users)
+    return read_users(data.data_path, data.task_name, max_history=data.max_history, num_users=data.num_users,
+                      max_words=data.max_words)
 
 
 def open_run(args: argparse.Namespace, folder: Path, **extra) -> None:
@@ -53,7 +54,8 @@ def infer(args: argparse.Namespace, stage: str, variant: str) -> dict[str, float
                      if name not in ("inference_batch_size", "run_name")}
     if not decoding.is_cd:
         text_settings.pop("contrastive_alpha")
-    key = {"adapters": adapters_key, "tam": tam_stamp, "decoding": text_settings, "seed": seed}
+    key = {"adapters": adapters_key, "tam": tam_stamp, "decoding": text_settings, "seed": seed,
+           "max_words": data.max_words}
     metrics = predict_users(handle, spec, users, adapters, run_dir, decoding, seed, key, shard_from_args(args))
     for name, value in metrics.items():
         print(f"{spec.name} {run_dir.name} {name}: {value:.4f}")

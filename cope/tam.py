@@ -55,7 +55,7 @@ def train(args, data, model: ModelOptions, folder) -> None:
     from cope.pipeline import TAM_LORA, train_tam
     from cope.steps import open_run, training_options
 
-    spec, examples = read_others(data.data_path, data.task_name)
+    spec, examples = read_others(data.data_path, data.task_name, data.num_others, data.max_words)
     options = training_options(args, spec)
     key = fingerprint({"model": model.model_name, "dtype": model.dtype, "lora": TAM_LORA,
                        "options": dataclasses.asdict(options), "data": [(e.id, e.input, e.target) for e in examples]})

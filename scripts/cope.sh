@@ -6,7 +6,8 @@
 # Every stage resumes: a rerun skips finished users, adapters and generations.
 #
 #   bash scripts/cope.sh                                  # LaMP_4 sample, packaged model, 2 users: minutes
-#   DATA_DIR=../shared/data/gitlamp USERS=8 HISTORY=8 OUT=runs/cope/gitlamp bash scripts/cope.sh
+#   DATA_DIR=../shared/data/gitlamp USERS=4 HISTORY=6 WORDS=48 OTHERS=32 EPOCHS=2 OUT=runs/cope/gitlamp \
+#     bash scripts/cope.sh
 #   TASK=news_headline DATA_DIR=path/to/oppu_folder bash scripts/cope.sh
 #
 # DATA_DIR is either an OPPU folder (user_top_100_history.json, its label file, user_others.json) or a
@@ -25,6 +26,8 @@ fi
 : "${OUT:=runs/cope/$TASK}"            # every output of this script
 : "${USERS:=2}"                        # number of target users
 : "${HISTORY:=6}"                      # history items per user used for training (empty: all)
+: "${WORDS:=768}"                      # history fields and query inputs cut to their first N words
+: "${OTHERS:=}"                        # non-target users the TAM trains on (empty: all)
 : "${EPOCHS:=1}"                       # epochs of the TAM and of each OPPU adapter (DPO: 1)
 : "${ALPHA:=0.1}"                      # contrastive alpha
 : "${LR:=5e-4}"                        # OPPU learning rate (reference 1e-4 with ~100 items; few items need more)
@@ -34,7 +37,10 @@ fi
 : "${BOOTSTRAP:=1000}"                 # paired bootstrap resamples
 
 common=(--task_name "$TASK" --data_path "$OUT/data" --output_dir "$OUT" --model_name "$MODEL" --num_users "$USERS")
+common+=(--max_words "$WORDS")
 if [ -n "$HISTORY" ]; then common+=(--max_history "$HISTORY"); fi
+tam_data=()
+if [ -n "$OTHERS" ]; then tam_data=(--num_others "$OTHERS"); fi
 decode=()
 if [ -n "$MAX_NEW_TOKENS" ]; then decode=(--max_new_tokens "$MAX_NEW_TOKENS"); fi
 
@@ -53,7 +59,7 @@ else
 fi
 
 # ----------------------------------------------------------------------------- 1. TAM (-> TAM/)
-python -m cope.tam "${common[@]}" --batch_size 8 --max_epoch "$EPOCHS" --is_train --is_test "${decode[@]}"
+python -m cope.tam "${common[@]}" "${tam_data[@]}" --batch_size 8 --max_epoch "$EPOCHS" --is_train --is_test "${decode[@]}"
 
 # ----------------------------------------------------------------------------- 2. OPPU (-> OPPU/, OPPU+CD/)
 python -m cope.oppu_sft "${common[@]}" --batch_size 4 --max_epoch "$EPOCHS" --learning_rate "$LR" --is_train
