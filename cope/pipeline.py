@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import shutil
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -104,20 +103,15 @@ def load_task_model(model_options, root: Path):
 
 
 def train_tam(handle, spec, examples, options, folder: Path) -> dict:
-    """SFT of the TAM adapter on non-target users' (input, gold) pairs; saved whole into ``folder``."""
+    """SFT of the TAM adapter on non-target users' (input, gold) pairs, saved into ``folder``."""
     from lm.train import train_sft
-
-    from cope.data import query_prompt
 
     handle.add_adapter(TAM_ADAPTER, lora(TAM_LORA), replace=True)
     metrics = train_sft(handle, [query_prompt(spec, example) for example in examples],
                         [example.target for example in examples], adapter=TAM_ADAPTER, options=options)
-    staging = folder.parent / f".{folder.name}.partial-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    handle.save_adapter(TAM_ADAPTER, staging)
-    if folder.exists():
-        shutil.rmtree(folder)
-    os.replace(staging, folder)
+    # A folder cut by a kill has no matching trained.json beside it (cope.tam), so it is trained again.
+    shutil.rmtree(folder, ignore_errors=True)
+    handle.save_adapter(TAM_ADAPTER, folder)
     return metrics
 
 

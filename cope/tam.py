@@ -64,6 +64,7 @@ def train(args, data, model: ModelOptions, folder) -> None:
         print(f"TAM already trained with these settings: {folder}")
         return
     folder.parent.mkdir(parents=True, exist_ok=True)
+    marker.unlink(missing_ok=True)      # written again only once the new adapter is saved whole
     open_run(args, folder.parent)
     write_config(folder.parent, args, filename="train_config.json", method="cope")
     handle = model.load(backend="hf")

@@ -7,7 +7,7 @@ Both modes run cope.pipeline.decode_user, the code path of cope.oppu_sft inferen
 dev queries in CoPe's chat prompt: plain = greedy with the user's LoRA adapter (CoPe's shape, r 8 on q,v,
 seeded random non-zero weights so it changes the logits); cd = --is_cd, the adapter against the same model
 with the adapter off (lm.decoding two-view, one forward per step over the doubled batch). Each run is a fresh
-subprocess; tokens count through each row's first EOS; peak memory is the resident set while decoding
+subprocess; tokens are the decoded outputs re-tokenized; peak memory is the resident set while decoding
 (scripts/bench_two_view.py's measurement). Targets: time_ratio (seconds per token, cd over plain) <= 1.5,
 memory_ratio (peak RSS, cd over plain) <= 1.1.
 """
