@@ -3,7 +3,7 @@
 Library modules (generation, resuming and the result files come from the shared ``runtime``):
 
 * ``lamp_rag.retrieval``: rankers (exact vectorized BM25, dense, recency, random) and top-k selection;
-* ``lamp_rag.pipeline``: prompt style, the official prompt cut, retrieval wiring and prompts;
+* ``lamp_rag.pipeline``: prompt style, the official prompt cut and prompts;
 * ``lamp_rag.training``: fine-tuning (lm.train SFT) with optional per-epoch generation-based validation;
 * ``lamp_rag.study``: the profile study's item selection, ablations and orders.
 

@@ -43,7 +43,8 @@ class FinetuneSettings:
     """How long and which weights to fine-tune (the hyperparameters are lamp_rag.training.TrainingOptions)."""
 
     num_train_epochs: float = option(10, "training epochs", minimum=0)
-    lora: bool = option(False, "train LoRA adapters instead of all weights")
+    lora: bool = option(False, "train a LoRA adapter instead of all weights; best_model/ then holds the adapter alone")
+    merge_lora: bool = option(False, "with --lora: save best_model/ as a full model with the adapter merged in")
 
 
 def default_decoding(style: str, spec: TaskSpec) -> tuple[int, int]:

@@ -162,7 +162,8 @@ def run_task(args: argparse.Namespace, task: str, root) -> None:
 
         result = run_finetune(spec, handle, examples["train"], prompts["train"], examples["dev"], prompts["dev"],
                               output_dir, finetune.num_train_epochs, lora=finetune.lora,
-                              max_prompt_tokens=options.input_max_length, **asdict(training))
+                              merge_lora=finetune.merge_lora, max_prompt_tokens=options.input_max_length,
+                              **asdict(training))
         handle, model_id = result.handle, result.best_checkpoint
         print(f"best checkpoint ({spec.best_metric}): {result.best_checkpoint}")
     if options.do_train or options.do_eval:

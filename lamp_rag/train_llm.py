@@ -60,8 +60,6 @@ def make_parser() -> argparse.ArgumentParser:
     add_dataclass_arguments(parser, RetrievalOptions, "retrieval")
     add_dataclass_arguments(parser, FinetuneSettings, "training")
     add_dataclass_arguments(parser, TrainingOptions, "training hyperparameters (the reference's defaults)")
-    parser.add_argument("--merge_lora", action="store_true",
-                        help="with --lora: save best_model/ as a full model with the adapter merged in")
     return parser
 
 
@@ -105,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     max_prompt_tokens = official_prompt_cut(style, prompt.max_length)
     result = finetune(spec, handle, examples["train"], prompts["train"], examples.get("validation"),
                       prompts.get("validation"), args.output_dir, settings.num_train_epochs, lora=settings.lora,
-                      max_prompt_tokens=max_prompt_tokens, merge_lora=args.merge_lora, **vars(hyperparameters))
+                      max_prompt_tokens=max_prompt_tokens, merge_lora=settings.merge_lora, **vars(hyperparameters))
     print(f"best checkpoint: {result.best_checkpoint}")
     print(f"best model: {args.output_dir / BEST_MODEL_DIR}")
     if result.metrics:

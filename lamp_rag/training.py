@@ -146,8 +146,9 @@ def finetune(spec: TaskSpec, model_name, train_examples: Sequence[Example], trai
         for name in (PREDICTIONS_FILE, SCORES_FILE):
             atomic_write_text(output_dir / VALIDATION_DIR / name, (Path(best) / name).read_text(encoding="utf-8"))
     saved = _save_result(handle, trainer, output_dir / BEST_MODEL_DIR, merge_lora)
-    log.info("best checkpoint %s (%s %s); %s saved to %s", best, spec.best_metric, metrics.get(spec.best_metric),
-             "adapter" if lora and not merge_lora else "model", saved)
+    chosen_by = f" ({spec.best_metric} {metrics.get(spec.best_metric)})" if validate else " (the last one)"
+    log.info("best checkpoint %s%s; %s saved to %s", best, chosen_by, "adapter" if lora and not merge_lora
+             else "model", saved)
     return FinetuneResult(best_checkpoint=best, metrics=metrics, handle=handle, adapter=handle.adapter)
 
 

@@ -30,7 +30,7 @@ _EXPORTS = {
     "load_encoder": "lm.encoder",
     "Encoder": "lm.encoder",
     "View": "lm.decoding",
-    "BASE": "lm.decoding",
+    "BASE": "lm.adapters",
     "StepState": "lm.decoding",
     "ContrastiveCombine": "lm.decoding",
     "two_view_generate": "lm.decoding",

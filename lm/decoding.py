@@ -6,10 +6,10 @@ scores to decode from (contrastive decoding, ensembles, logit arithmetic).
     # h.model is a peft model with an adapter "user_7": expert = the adapter, amateur = the base model
     texts = two_view_generate(View(h, "user_7"), View(h, BASE), prompts, ContrastiveCombine(alpha=0.1))
 
-Views: ``View(handle, adapter)``. Both views on ONE peft model (different adapters, or an adapter and
-BASE) run as one forward pass per step over the batch doubled, each half with its own PEFT
-``adapter_names`` (a mixed-adapter batch), so weights are held once and memory stays near plain
-decoding. Views on two different models run two forward passes per step with two KV caches; their
+Views: ``View(handle, adapter)``. Both views on ONE model (handles sharing it, e.g. made by
+``h.with_adapter``), with different adapters or an adapter and BASE, run as one forward pass per step
+over the batch doubled, each half with its own PEFT ``adapter_names`` (a mixed-adapter batch), so
+weights are held once and memory stays near plain decoding. Views on two different models run two forward passes per step with two KV caches; their
 tokenizers must share one vocabulary.
 
 Decoder-only models only: an encoder-decoder model (T5, BART) is refused with an InputError, because its
@@ -29,19 +29,18 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from data.errors import InputError
-from lm.batching import length_sorted_batches, pad_batch
+from lm.adapters import BASE, row_adapter_names
+from lm.batching import evaluation_mode, length_sorted_batches, pad_batch
 from lm.generation import decode, stop_token_ids, through_first_stop
 from lm.prompting import Prompt, encode_prompts, input_budget
-
-BASE = "__base__"   # PEFT's adapter name for "no adapter" in a mixed-adapter batch
 
 
 @dataclass(frozen=True)
 class View:
-    """One way to get next-token logits: a ModelHandle and, for a peft model, an adapter name.
+    """One way to get next-token logits: a ModelHandle and which of its LoRA adapters runs.
 
-    adapter: a LoRA adapter of ``handle.model``, BASE for the model with no adapter, or None for the
-    model as it is (for two views of one peft model, None means its single active adapter).
+    adapter: a named adapter of the handle (lm.adapters), BASE for the model without adapters, or None
+    for the handle's default (``handle.adapter``, as in handle.generate; e.g. ``h.with_adapter("u1")``).
     """
     handle: Any
     adapter: str | None = None
@@ -115,8 +114,8 @@ def two_view_generate_ids(view_a: View, view_b: View, prompts: Sequence[Prompt],
     if seed is not None:
         loop.generator = torch.Generator(device=handle.device).manual_seed(seed)
     results: list[list[int]] = [[] for _ in prompts]
-    with torch.inference_mode(), tqdm(total=len(prompts), desc="two-view generate", unit="prompt",
-                                      disable=not progress) as bar:
+    with torch.inference_mode(), evaluation_mode(view_a.handle.model), evaluation_mode(view_b.handle.model), \
+            tqdm(total=len(prompts), desc="two-view generate", unit="prompt", disable=not progress) as bar:
         for batch in length_sorted_batches([len(ids) for ids in encoded], batch_size):
             input_ids, attention_mask = pad_batch([encoded[i] for i in batch], handle.tokenizer.pad_token_id,
                                                   "left")
@@ -131,9 +130,11 @@ def two_view_generate_ids(view_a: View, view_b: View, prompts: Sequence[Prompt],
 class _ModelPass:
     """One forward per step of one model over the batch repeated once per adapter it serves."""
 
-    def __init__(self, handle, adapters: list[str | None], use_cache: bool):
+    def __init__(self, handle, adapters: list[str], use_cache: bool):
         self.model, self.device, self.adapters, self.use_cache = handle.model, handle.device, adapters, use_cache
         self.cache = None
+        # A model without adapters runs plainly (its only adapter name can be BASE).
+        self.routes_adapters = row_adapter_names(handle, adapters, len(adapters)) is not None
         # Only the last position's logits are needed: the full prompt logits would be rows x width x vocab.
         self.logits_to_keep = "logits_to_keep" in inspect.signature(_unwrapped(self.model).forward).parameters
 
@@ -157,7 +158,7 @@ class _ModelPass:
         inputs = {"input_ids": fed.repeat(copies, 1), "attention_mask": attention_mask.repeat(copies, 1),
                   "position_ids": positions.repeat(copies, 1)}
         inputs = {name: tensor.to(self.device) for name, tensor in inputs.items()}
-        if self.adapters != [None]:
+        if self.routes_adapters:
             inputs["adapter_names"] = [name for name in self.adapters for _ in range(len(sequences))]
         if self.logits_to_keep:
             inputs["logits_to_keep"] = 1
@@ -210,50 +211,30 @@ class _DecodingLoop:
 def _plan_passes(view_a: View, view_b: View, use_cache: bool) -> list[_ModelPass]:
     """One doubled pass when both views share one model, else one pass per model."""
     for view in (view_a, view_b):
-        _check_view(view)
+        if view.handle.is_encoder_decoder:
+            raise InputError(f"{view.handle.name}: two-view decoding supports decoder-only models; "
+                             f"encoder-decoder models are refused")
+    names = [_adapter_name(view) for view in (view_a, view_b)]
     if view_a.handle.model is view_b.handle.model:
-        adapters = [_mixed_batch_name(view) for view in (view_a, view_b)]
-        if adapters[0] == adapters[1]:
-            raise InputError(f"{view_a.handle.name}: both views are the same model with adapter "
-                             f"{adapters[0]!r}; two views of one model need different adapters")
-        return [_ModelPass(view_a.handle, adapters, use_cache)]
+        if names[0] == names[1]:
+            raise InputError(f"{view_a.handle.name}: both views are the same model with adapter {names[0]!r}; "
+                             f"two views of one model need different adapters")
+        return [_ModelPass(view_a.handle, names, use_cache)]
     if view_a.handle.tokenizer.get_vocab() != view_b.handle.tokenizer.get_vocab():
         raise InputError(f"{view_a.handle.name} and {view_b.handle.name}: two-view decoding needs one "
                          f"vocabulary, but their tokenizers differ")
-    return [_ModelPass(view.handle, [view.adapter], use_cache) for view in (view_a, view_b)]
+    return [_ModelPass(view.handle, [name], use_cache) for view, name in zip((view_a, view_b), names)]
 
 
-def _check_view(view: View) -> None:
-    handle = view.handle
-    if handle.is_encoder_decoder:
-        raise InputError(f"{handle.name}: two-view decoding supports decoder-only models; encoder-decoder "
-                         f"models are refused")
-    if view.adapter is None or (view.adapter == BASE and _is_peft(handle.model)):
-        return
-    known = sorted(getattr(handle.model, "peft_config", {}))
-    if view.adapter not in known:
-        raise InputError(f"{handle.name}: adapter {view.adapter!r} not found; the model has "
-                         f"{'adapters ' + ', '.join(known) if known else 'no PEFT adapters'}")
-
-
-def _mixed_batch_name(view: View) -> str | None:
-    """The adapter name a view's half of a mixed batch runs with (None only on a model without adapters)."""
-    if view.adapter is not None or not _is_peft(view.handle.model):
-        return view.adapter
-    active = list(view.handle.model.active_adapters)
-    if len(active) != 1:
-        raise InputError(f"{view.handle.name}: name the adapter of each view; {len(active)} are active")
-    return active[0]
-
-
-def _is_peft(model) -> bool:
-    from peft import PeftModel
-
-    return isinstance(model, PeftModel)
+def _adapter_name(view: View) -> str:
+    """The view's name in PEFT's adapter_names (BASE: no adapter); an unknown adapter is an InputError."""
+    name = view.adapter if view.adapter is not None else view.handle.adapter
+    row_adapter_names(view.handle, [name], 1)
+    return BASE if name is None else name
 
 
 def _unwrapped(model):
-    return model.get_base_model() if _is_peft(model) else model
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
 def _processors(do_sample: bool, temperature: float, top_k: int, top_p: float, repetition_penalty: float):

@@ -108,20 +108,19 @@ def measure(args: argparse.Namespace) -> dict:
     import time
     from functools import partial
 
-    from lm import BASE, ContrastiveCombine, View, load_model, two_view_generate_ids  # lm before torch
+    from lm import BASE, ContrastiveCombine, LoraOptions, View, load_model, two_view_generate_ids  # before torch
     from lm.generation import generate_ids
     from scripts.bench_generate import prompts
     import torch
-    from peft import LoraConfig, get_peft_model
 
     if args.threads:
         torch.set_num_threads(args.threads)
     handle = load_model(args.model_name, device="cpu")
     torch.manual_seed(0)
-    # init_lora_weights=False: random A and B, so the adapter changes the logits (B=0 would not).
-    config = LoraConfig(r=args.lora_rank, lora_alpha=args.lora_rank, target_modules=["q_proj", "v_proj"],
-                        init_lora_weights=False)
-    handle.model = get_peft_model(handle.model, config, adapter_name=ADAPTER).eval()
+    # zero_init=False: random A and B, so the adapter changes the logits (B=0 would not).
+    handle.add_adapter(ADAPTER, LoraOptions(r=args.lora_rank, alpha=args.lora_rank,
+                                            target_modules=["q_proj", "v_proj"], zero_init=False))
+    handle.activate_adapter(ADAPTER)
     if args.measure == "plain":
         decode = partial(generate_ids, handle)
     else:
