@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from cope import compute_scores, generate_pseudo_negatives, oppu_sft, oppu_sft_dpo, tam
-from cope.data import item_prompt, item_target, read_users
+from cope.data import item_prompt, item_target, query_prompt, read_users
 from cope.negatives import SELECTION_FILE, score_user, select_negative
 from cope.options import DecodingSettings
 from cope.pipeline import (SFT_STAGE, USER_ADAPTER, decode_user, dpo_user, lora, stage_root, user_adapter_folder,
@@ -21,6 +21,7 @@ from data.cli import run
 from lm import BASE, ContrastiveCombine, load_model
 from lm.adapters import LoraOptions
 from lm.train import TrainOptions
+from runtime.generation import postprocess
 from runtime.users import DONE_FILE, user_folder
 
 
@@ -94,7 +95,12 @@ def test_alpha_zero_is_plain_greedy_decoding_of_the_expert(oppu_folder, user_han
     for user in users:
         expected = decode_user(user_handle, spec, user, plain, seed=0, contrastive=False)
         assert decode_user(user_handle, spec, user, contrastive, seed=0, contrastive=True) == expected
-    # a large alpha does change the text, so the contrastive path is really taken
+    # plain decoding runs with the user's adapter (not the TAM alone) ...
+    prompts = [query_prompt(spec, user.queries[0]) for user in users]
+    tam_texts = user_handle.generate(prompts, max_new_tokens=8, adapter_names=[BASE] * len(users))
+    assert [postprocess(spec, text) for text in tam_texts] != \
+        [decode_user(user_handle, spec, user, plain, 0, False)[user.queries[0].id] for user in users]
+    # ... and a large alpha does change the text, so the contrastive path is really taken
     strong = DecodingSettings(max_new_tokens=8, is_cd=True, contrastive_alpha=5.0)
     assert any(decode_user(user_handle, spec, user, strong, 0, True) !=
                decode_user(user_handle, spec, user, plain, 0, False) for user in users)
