@@ -97,9 +97,12 @@ def load_task_model(model_options, root: Path):
     if not (folder / "adapter_config.json").is_file():
         raise input_error(folder, "no trained TAM here: run python -m cope.tam --is_train first")
     handle = model_options.load(backend="hf")
+    base, stamp = handle.weights_id, folder_stamp(folder)
     handle.load_adapter(TAM_ADAPTER, folder)
     handle.merge_adapter(TAM_ADAPTER)
-    return handle, folder_stamp(folder)
+    # Named by the base and the TAM's files, so outputs cached under it are found again by the next process.
+    handle.weights_id = f"{base}|merged-tam:{stamp}"
+    return handle, stamp
 
 
 def train_tam(handle, spec, examples, options, folder: Path) -> dict:

@@ -250,3 +250,11 @@ def test_inference_before_training_is_a_one_line_error(oppu_folder, tiny_causal_
     assert run(oppu_sft.main, common(oppu_folder, tiny_causal_lm, tmp_path)) == 2
     err = capsys.readouterr().err
     assert "OPPU_SFT" in err and "Traceback" not in err
+
+
+def test_tam_test_outputs_are_reused_by_a_rerun(oppu_folder, tiny_causal_lm, trained_tam):
+    log = trained_tam / "TAM" / "generations.jsonl"
+    before = log.read_bytes(), log.stat().st_mtime_ns
+    assert run(tam.main, [*common(oppu_folder, tiny_causal_lm, trained_tam), "--is_test",
+                          "--max_new_tokens", "4"]) == 0
+    assert (log.read_bytes(), log.stat().st_mtime_ns) == before
