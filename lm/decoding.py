@@ -2,15 +2,15 @@
 next-token logits of the same sequences under two views, and a combine function turns them into the
 scores to decode from (contrastive decoding, ensembles, logit arithmetic).
 
-    from lm.decoding import BASE, ContrastiveCombine, View, two_view_generate
-    # h.model is a peft model with an adapter "user_7": expert = the adapter, amateur = the base model
+    from lm import BASE, ContrastiveCombine, View, two_view_generate
+    h.load_adapter("user_7", folder)       # expert = the user's adapter, amateur = the base model
     texts = two_view_generate(View(h, "user_7"), View(h, BASE), prompts, ContrastiveCombine(alpha=0.1))
 
 Views: ``View(handle, adapter)``. Both views on ONE model (handles sharing it, e.g. made by
 ``h.with_adapter``), with different adapters or an adapter and BASE, run as one forward pass per step
 over the batch doubled, each half with its own PEFT ``adapter_names`` (a mixed-adapter batch), so
-weights are held once and memory stays near plain decoding. Views on two different models run two forward passes per step with two KV caches; their
-tokenizers must share one vocabulary.
+weights are held once and memory stays near plain decoding. Views on two different models run two
+forward passes per step with two KV caches; their tokenizers must share one vocabulary.
 
 Decoder-only models only: an encoder-decoder model (T5, BART) is refused with an InputError, because its
 decoder steps need encoder outputs and cross-attention caches that this loop does not manage.
