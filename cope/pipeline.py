@@ -167,8 +167,10 @@ def run_user_training(stage: Path, users: Sequence[User], train: Callable[[User,
 
 # ----------------------------------------------------------------------------- decoding
 
-def decode_user(handle, spec, user: User, decoding, seed: int, contrastive: bool) -> dict[str, str]:
-    """The user's queries decoded with the loaded user adapter: plain, or contrasted with the TAM."""
+def decode_user(handle, spec, user: User, decoding, seed: int, contrastive: bool,
+                clean: bool = True) -> dict[str, str]:
+    """The user's queries decoded with the loaded user adapter: plain, or contrasted with the TAM.
+    ``clean``: the runtime's post-processing (False: the raw new text, as scripts/bench_cope_cd.py counts it)."""
     from lm.decoding import BASE, ContrastiveCombine, View, two_view_generate
 
     prompts = [query_prompt(spec, example) for example in user.queries]
@@ -179,7 +181,7 @@ def decode_user(handle, spec, user: User, decoding, seed: int, contrastive: bool
                                   ContrastiveCombine(alpha=decoding.contrastive_alpha), **options)
     else:
         texts = handle.generate(prompts, adapter_names=[USER_ADAPTER] * len(prompts), **options)
-    return {example.id: postprocess(spec, text) for example, text in zip(user.queries, texts)}
+    return {example.id: postprocess(spec, text) if clean else text for example, text in zip(user.queries, texts)}
 
 
 def predict_users(handle, spec, users: Sequence[User], stage: Path, run_dir: Path, decoding, seed: int,

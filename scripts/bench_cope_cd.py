@@ -7,7 +7,7 @@ Both modes run cope.pipeline.decode_user, the code path of cope.oppu_sft inferen
 dev queries in CoPe's chat prompt: plain = greedy with the user's LoRA adapter (CoPe's shape, r 8 on q,v,
 seeded random non-zero weights so it changes the logits); cd = --is_cd, the adapter against the same model
 with the adapter off (lm.decoding two-view, one forward per step over the doubled batch). Each run is a fresh
-subprocess; tokens are the decoded outputs re-tokenized; peak memory is the resident set while decoding
+subprocess; tokens are the raw new texts (before the runtime's first-line cut) re-tokenized; peak memory is the resident set while decoding
 (scripts/bench_two_view.py's measurement). Targets: time_ratio (seconds per token, cd over plain) <= 1.5,
 memory_ratio (peak RSS, cd over plain) <= 1.1.
 """
@@ -115,7 +115,7 @@ def measure(args: argparse.Namespace) -> dict:
     decode_user(handle, spec, User("warm-up", [], queries[:2]), warm_up, 0, decoding.is_cd)
     reset_peak_rss()
     started = time.perf_counter()
-    outputs = decode_user(handle, spec, user, decoding, 0, decoding.is_cd)
+    outputs = decode_user(handle, spec, user, decoding, 0, decoding.is_cd, clean=False)
     seconds = time.perf_counter() - started
     tokens = sum(len(ids) for ids in handle.tokenizer(list(outputs.values()), add_special_tokens=False)["input_ids"])
     return {"mode": args.measure, "model": handle.name, "queries": len(queries), "tokens": tokens,
