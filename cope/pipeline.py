@@ -1,0 +1,223 @@
+"""CoPe's steps on one model in memory (spec curp_cope_oppu 3): the TAM, per-user adapters, decoding.
+
+The base model is loaded once and the TAM adapter is merged into it, so "the TAM" is simply the model
+with no adapter; each target user's LoRA adapter is added on top by name, trained on that user's history
+alone, saved into the user's folder of a ``runtime.users`` run and deleted again before the next user
+(never stacked, never trained on another user's items). Contrastive decoding and negative scoring then
+contrast the user's adapter with the adapter switched off - the same weights, not a second copy.
+
+Folders below the output root (``--output_dir``)::
+
+    TAM/adapter/                 the task-adapted LoRA (TAM/ itself is the TAM's run folder with --is_test)
+    adapters/OPPU_SFT/users/<user>/adapter/        per-user SFT adapters (a runtime.users run)
+    adapters/OPPU_SFT+DPO/users/<user>/adapter/    the same after DPO
+    pseudo_negatives/users/<user>/negatives.json   sampled candidates per history item
+    scores_<max|min>/users/<user>/selection.json   their scores and the chosen negative
+    <variant>/                   per-user predictions merged into a run folder with scores.json
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from cope.data import User, item_prompt, item_target, query_prompt
+from data.errors import InputError, input_error
+from data.fingerprint import fingerprint
+from data.io import read_json
+from runtime.generation import postprocess
+from runtime.run_folder import PREDICTIONS_FILE, write_scores
+from runtime.users import MANIFEST_FILE, Shard, done_marker, run_users, user_folder
+
+log = logging.getLogger("lampkit.cope")
+
+TAM_ADAPTER = "tam"
+USER_ADAPTER = "user"        # the one per-user adapter on the model at any time
+SFT_STAGE, DPO_STAGE = "OPPU_SFT", "OPPU_SFT+DPO"
+ADAPTER_DIR = "adapter"
+# LoRA shapes of the reference (spec curp_cope_oppu 3.4, 3.5).
+TAM_LORA = {"r": 16, "alpha": 16, "dropout": 0.05, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]}
+USER_LORA = {"r": 8, "alpha": 8, "dropout": 0.05, "target_modules": ["q_proj", "v_proj"]}
+# Sampling of --is_sampling and of pseudo-negatives (spec 3.5, 3.6).
+PSEUDO_NEGATIVE_TOP_P = 0.95
+
+
+# ----------------------------------------------------------------------------- folders and stamps
+
+def tam_folder(root: Path) -> Path:
+    return Path(root) / "TAM" / ADAPTER_DIR
+
+
+def stage_root(root: Path, stage: str) -> Path:
+    return Path(root) / "adapters" / stage
+
+
+def user_adapter_folder(stage: Path, user: str) -> Path:
+    """The ONE path of a user's adapter, used to save it and to load it (the reference saves to one folder
+    and loads from another, spec 5)."""
+    return user_folder(stage, user) / ADAPTER_DIR
+
+
+def folder_stamp(folder: Path) -> str:
+    """A digest of the files in ``folder`` (an adapter's weights): keys the runs that build on it."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(folder).rglob("*")):
+        if path.is_file():
+            digest.update(path.relative_to(folder).as_posix().encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def finished_run_key(stage: Path, users: Sequence[User], needed_by: str) -> str:
+    """The run key of a per-user stage whose every user in ``users`` is done, else a one-line error."""
+    manifest = stage / MANIFEST_FILE
+    if not manifest.is_file():
+        raise input_error(manifest, f"file not found: run the step that makes it before {needed_by}")
+    key = read_json(manifest).get("key")
+    missing = [user.name for user in users if done_marker(stage, user.name, key) is None]
+    if missing:
+        raise input_error(stage, f"{len(missing)} users are not done yet, e.g. {missing[0]!r}; finish this step "
+                                 f"before {needed_by}")
+    return key
+
+
+# ----------------------------------------------------------------------------- models
+
+def lora(shape: Mapping[str, Any]):
+    from lm.adapters import LoraOptions
+
+    return LoraOptions(**shape)
+
+
+def load_task_model(model_options, root: Path):
+    """The base model with the TAM merged in (one copy of the weights) and the TAM's stamp."""
+    folder = tam_folder(root)
+    if not (folder / "adapter_config.json").is_file():
+        raise input_error(folder, "no trained TAM here: run python -m cope.tam --is_train first")
+    handle = model_options.load(backend="hf")
+    base, stamp = handle.weights_id, folder_stamp(folder)
+    handle.load_adapter(TAM_ADAPTER, folder)
+    handle.merge_adapter(TAM_ADAPTER)
+    # Named by the base and the TAM's files, so outputs cached under it are found again by the next process.
+    handle.weights_id = f"{base}|merged-tam:{stamp}"
+    return handle, stamp
+
+
+def train_tam(handle, spec, examples, options, folder: Path) -> dict:
+    """SFT of the TAM adapter on non-target users' (input, gold) pairs, saved into ``folder``."""
+    from lm.train import train_sft
+
+    handle.add_adapter(TAM_ADAPTER, lora(TAM_LORA), replace=True)
+    metrics = train_sft(handle, [query_prompt(spec, example) for example in examples],
+                        [example.target for example in examples], adapter=TAM_ADAPTER, options=options)
+    # A folder cut by a kill has no matching trained.json beside it (cope.tam), so it is trained again.
+    shutil.rmtree(folder, ignore_errors=True)
+    handle.save_adapter(TAM_ADAPTER, folder)
+    return metrics
+
+
+# ----------------------------------------------------------------------------- per-user training
+
+def sft_user(handle, spec, user: User, options, folder: Path) -> None:
+    """A fresh adapter trained on this user's history items alone, saved into ``folder``."""
+    from lm.train import train_sft
+
+    if not user.profile:
+        raise InputError(f"user {user.name!r} has no history items to train an adapter on")
+    handle.add_adapter(USER_ADAPTER, lora(USER_LORA), replace=True)
+    try:
+        train_sft(handle, [item_prompt(spec, item) for item in user.profile],
+                  [item_target(spec, item) for item in user.profile], adapter=USER_ADAPTER, options=options)
+        handle.save_adapter(USER_ADAPTER, folder)
+    finally:
+        handle.delete_adapter(USER_ADAPTER)
+
+
+def dpo_user(handle, spec, user: User, selection: Sequence[Mapping], sft_folder: Path, options, beta: float,
+             folder: Path) -> None:
+    """DPO of the user's SFT adapter on (history output, chosen negative); reference = the TAM (adapter off)."""
+    from lm.train import train_dpo
+
+    items = {item["id"]: item for item in user.profile}
+    pairs = [(items[row["id"]], row["negative_response"]) for row in selection if row["id"] in items]
+    if not pairs:
+        raise InputError(f"user {user.name!r}: no history item with a chosen negative")
+    handle.load_adapter(USER_ADAPTER, sft_folder, replace=True, trainable=True)
+    try:
+        train_dpo(handle, [item_prompt(spec, item) for item, _ in pairs],
+                  [item_target(spec, item) for item, _ in pairs], [negative for _, negative in pairs],
+                  adapter=USER_ADAPTER, options=options, beta=beta)
+        handle.save_adapter(USER_ADAPTER, folder)
+    finally:
+        handle.delete_adapter(USER_ADAPTER)
+
+
+def run_user_training(stage: Path, users: Sequence[User], train: Callable[[User, Path], None], key: Any,
+                      shard: Shard) -> None:
+    """``train(user, adapter_folder)`` for each user of this shard not done with ``key`` (resumable)."""
+    by_name = {user.name: user for user in users}
+
+    def work(name: str, folder: Path) -> None:
+        train(by_name[name], folder / ADAPTER_DIR)
+
+    run_users(stage, list(by_name), work, key=key, shard=shard, desc="users trained")
+
+
+# ----------------------------------------------------------------------------- decoding
+
+def decode_user(handle, spec, user: User, decoding, seed: int, contrastive: bool,
+                clean: bool = True) -> dict[str, str]:
+    """The user's queries decoded with the loaded user adapter: plain, or contrasted with the TAM.
+    ``clean``: the runtime's post-processing (False: the raw new text, as scripts/bench_cope_cd.py counts it)."""
+    from lm.decoding import BASE, ContrastiveCombine, View, two_view_generate
+
+    prompts = [query_prompt(spec, example) for example in user.queries]
+    options = {**decoding.generate_kwargs(spec), "seed": seed, "batch_size": decoding.inference_batch_size,
+               "progress": False}
+    if contrastive:
+        texts = two_view_generate(View(handle, USER_ADAPTER), View(handle, BASE), prompts,
+                                  ContrastiveCombine(alpha=decoding.contrastive_alpha), **options)
+    else:
+        texts = handle.generate(prompts, adapter_names=[USER_ADAPTER] * len(prompts), **options)
+    return {example.id: postprocess(spec, text) if clean else text for example, text in zip(user.queries, texts)}
+
+
+def predict_users(handle, spec, users: Sequence[User], stage: Path, run_dir: Path, decoding, seed: int,
+                  key: Any, shard: Shard) -> dict[str, float]:
+    """Per-user predictions with each user's adapter from ``stage`` into the run folder ``run_dir``
+    (resumable per user); scores.json once every user is done. Returns the metrics ({} until then)."""
+    by_name = {user.name: user for user in users}
+
+    def work(name: str, folder: Path) -> dict[str, str]:
+        handle.load_adapter(USER_ADAPTER, user_adapter_folder(stage, name), replace=True)
+        try:
+            return decode_user(handle, spec, by_name[name], decoding, seed, contrastive=decoding.is_cd)
+        finally:
+            handle.delete_adapter(USER_ADAPTER)
+
+    run_users(run_dir, list(by_name), work, key=key, shard=shard, task=spec.name, desc="users decoded")
+    path = run_dir / PREDICTIONS_FILE
+    if not path.is_file() or not all(done_marker(run_dir, name, fingerprint(key)) for name in by_name):
+        return {}
+    from data.loaders import read_golds
+
+    predictions = read_golds(path, spec.name)[1]
+    golds = {example.id: example.target for user in users for example in user.queries}
+    if any(gold is None for gold in golds.values()):
+        log.info("some queries have no gold; not scoring")
+        return {}
+    print(f"predictions: {path}")
+    return write_cope_scores(run_dir, spec, golds, predictions)
+
+
+def write_cope_scores(run_dir: Path, spec, golds: Mapping[str, str], predictions: Mapping[str, str]) -> dict:
+    """scores.json with the task's metrics plus, for generation tasks, METEOR (CoPe reports ROUGE-1,
+    ROUGE-L and METEOR for every task, spec curp_cope_oppu 3.10)."""
+    from eval.scoring import metric_values, score_predictions
+
+    extra = {}
+    if spec.kind == "generation" and "meteor" not in spec.metrics:
+        extra = metric_values(score_predictions(spec.name, golds, predictions, metrics=["meteor"]))
+    return write_scores(run_dir, spec.name, golds, predictions, extra_metrics=extra)
