@@ -25,11 +25,11 @@ import logging
 from pathlib import Path
 from typing import Sequence
 
-from data.cli import (add_generation_arguments, add_model_arguments, add_task_argument, generation_options,
-                      parse_args, run, setup_logging, writable_dir)
+from data.cli import (GenerationOptions, ModelOptions, add_dataclass_arguments, add_generation_arguments,
+                      add_model_arguments, add_task_argument, from_args, parse_args, run, setup_logging, writable_dir)
 from data.errors import InputError, input_error
-from data.prompts import PROMPT_STYLES
-from lamp_rag.retrieval import RANKERS
+from lamp_rag.options import InputOptions, PromptOptions
+from lamp_rag.retrieval import RANKERS, RetrievalOptions
 
 log = logging.getLogger("lampkit.ropg")
 
@@ -46,18 +46,10 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--profile_size", required=True, type=int, help="N: score each of the top-N items")
     parser.add_argument("--start_index", type=int, default=0, help="first (question, item) pair of this shard")
     parser.add_argument("--end_index", type=int, default=-1, help="end of this shard, exclusive (-1: the last)")
-    parser.add_argument("--limit", type=int, default=None, help="use only the first N questions (smaller runs)")
-    parser.add_argument("--retriever", default="bm25", choices=RANKERS,
-                        help="ranker choosing the top-N candidates (default: %(default)s)")
-    parser.add_argument("--retriever_model", default="default",
-                        help="encoder for --retriever contriever (default: packaged all-MiniLM-L6-v2)")
-    parser.add_argument("--is_ranked", action="store_true",
-                        help="profiles are already ordered (merge_with_rank output): the first N are the candidates")
-    parser.add_argument("--use_date", action="store_true", help="append ' date: <date>' to retrieval documents")
-    parser.add_argument("--prompt_style", default="auto", choices=("auto", *PROMPT_STYLES),
-                        help="as lamp_rag.evaluate_llm: auto = chat for decoder-only chat models, else official")
-    parser.add_argument("--max_length", type=int, default=512,
-                        help="official style: prompt token budget and right cut (reference: 512)")
+    add_dataclass_arguments(parser, InputOptions, "data")
+    add_dataclass_arguments(parser, RetrievalOptions, "candidates (the top-N items to score)",
+                            exclude=("use_profile", "num_retrieved"))
+    add_dataclass_arguments(parser, PromptOptions, "prompt", defaults={"max_length": 512})  # reference: 512
     add_model_arguments(parser)
     add_generation_arguments(parser)
     return parser
@@ -74,20 +66,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     from runtime.generation import generate_outputs, postprocess
     from runtime.run_folder import write_run_config
 
+    retrieval, prompt = from_args(RetrievalOptions, args), from_args(PromptOptions, args)
+    model = from_args(ModelOptions, args)
+    if retrieval.retriever not in RANKERS:
+        raise InputError(f"--retriever {retrieval.retriever}: the candidates come from a ranker "
+                         f"({', '.join(RANKERS)})")
     spec = get_task(args.task)
-    examples = load_examples(args.train_data, args.train_outputs, task=spec.name, limit=args.limit)
+    examples = load_examples(args.train_data, args.train_outputs, task=spec.name,
+                             limit=from_args(InputOptions, args).limit)
     if not examples:
         raise input_error(args.train_data, "no questions")
     missing = next((example.id for example in examples if example.target is None), None)
     if missing is not None:
         raise input_error(args.train_data, "no gold output (give --train_outputs)", record=missing, field="output")
     encoder = None
-    if args.retriever == "contriever" and not args.is_ranked:
-        from lm import load_encoder
-
-        encoder = load_encoder(args.retriever_model)
-    pairs = candidate_pairs(spec, examples, args.profile_size, args.retriever, args.is_ranked, args.use_date,
-                            encoder)
+    if retrieval.retriever == "contriever" and not retrieval.is_ranked:
+        encoder = model.load_encoder(retrieval.retriever_model)
+    pairs = candidate_pairs(spec, examples, args.profile_size, retrieval.retriever, retrieval.is_ranked,
+                            retrieval.use_date, encoder)
     selected = [pairs[i] for i in shard_range(len(pairs), args.start_index, args.end_index)]
     # Each shard resumes in its own folder: the runtime's resume log drops lines of ids it was not given.
     shard_dir = args.output_dir / f"shard_{args.start_index}_{args.end_index}"
@@ -95,15 +91,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.info("%s: %d questions, %d (question, item) pairs, this shard %d", spec.name, len(examples), len(pairs),
              len(selected))
 
-    from lm import load_model
-
-    handle = load_model(args.model_name, device=args.device, dtype=args.dtype, backend=args.backend)
-    style = resolve_prompt_style(args.prompt_style, handle)
+    handle = model.load()
+    style = resolve_prompt_style(prompt.prompt_style, handle)
     write_run_config(shard_dir, args, "ropg.profile_item_utilization_scorer", prompt_style=style)
     prompts = build_prompts(spec, [pair.example for pair in selected], [[pair.item] for pair in selected], style,
-                            handle.tokenizer, args.max_length)
-    options = {**generation_options(args, spec.max_new_tokens),
-               **prompt_cut_options(official_prompt_cut(style, args.max_length))}
+                            handle.tokenizer, prompt.max_length, max_item_tokens=prompt.max_item_tokens)
+    options = {**from_args(GenerationOptions, args).generate_kwargs(spec.max_new_tokens, spec=spec,
+                                                                    tokenizer=handle.tokenizer),
+               **prompt_cut_options(official_prompt_cut(style, prompt.max_length))}
     raw = generate_outputs(handle, [pair.key for pair in selected], prompts, shard_dir, options,
                            desc=f"feedback {spec.name}")
     scores = score_pairs(spec, selected, [postprocess(spec, text) for text in raw])
