@@ -52,6 +52,9 @@ class DecodingSettings:
     repetition_penalty: float = option(1.0, "Hugging Face repetition penalty (1 = none)", minimum=0)
     max_new_tokens: int | None = option(None, "new tokens per output (default: the task's length)", minimum=1)
     inference_batch_size: int = option(16, "prompts per decoding batch", minimum=1)
+    users_per_batch: int = option(16, "users decoded together: their adapters sit side by side on the one base "
+                                      "model and their queries share batches, each row with its own adapter",
+                                  minimum=1)
     run_name: str | None = option(None, "name of the predictions' run folder under --output_dir "
                                         "(default: the variant, e.g. OPPU+CD)")
 

@@ -171,35 +171,64 @@ def decode_user(handle, spec, user: User, decoding, seed: int, contrastive: bool
                 clean: bool = True) -> dict[str, str]:
     """The user's queries decoded with the loaded user adapter: plain, or contrasted with the TAM.
     ``clean``: the runtime's post-processing (False: the raw new text, as scripts/bench_cope_cd.py counts it)."""
+    return decode_users(handle, spec, [user], [USER_ADAPTER], decoding, seed, contrastive, clean)[user.name]
+
+
+def decode_users(handle, spec, users: Sequence[User], adapters: Sequence[str], decoding, seed: int,
+                 contrastive: bool, clean: bool = True) -> dict[str, dict[str, str]]:
+    """Every user's queries in shared batches on the one base model, each query with its own user's loaded
+    adapter (``adapters``, one per user): plain, or contrasted with the TAM (adapter off) in the two-view
+    loop with one doubled forward per step. Returns {user: {query id: output}}."""
     from lm.decoding import BASE, ContrastiveCombine, View, two_view_generate
 
-    prompts = [query_prompt(spec, example) for example in user.queries]
+    queries = [(user.name, adapter, example) for user, adapter in zip(users, adapters, strict=True)
+               for example in user.queries]
+    prompts = [query_prompt(spec, example) for _, _, example in queries]
+    owners = [adapter for _, adapter, _ in queries]
     options = {**decoding.generate_kwargs(spec), "seed": seed, "batch_size": decoding.inference_batch_size,
                "progress": False}
     if contrastive:
-        texts = two_view_generate(View(handle, USER_ADAPTER), View(handle, BASE), prompts,
-                                  ContrastiveCombine(alpha=decoding.contrastive_alpha), **options)
+        texts = two_view_generate(View(handle), View(handle, BASE), prompts,
+                                  ContrastiveCombine(alpha=decoding.contrastive_alpha), row_adapters=owners,
+                                  **options)
     else:
-        texts = handle.generate(prompts, adapter_names=[USER_ADAPTER] * len(prompts), **options)
-    return {example.id: postprocess(spec, text) if clean else text for example, text in zip(user.queries, texts)}
+        texts = handle.generate(prompts, adapter_names=owners, **options)
+    outputs: dict[str, dict[str, str]] = {user.name: {} for user in users}
+    for (name, _, example), text in zip(queries, texts):
+        outputs[name][example.id] = postprocess(spec, text) if clean else text
+    return outputs
 
 
 def predict_users(handle, spec, users: Sequence[User], stage: Path, run_dir: Path, decoding, seed: int,
                   key: Any, shard: Shard) -> dict[str, float]:
     """Per-user predictions with each user's adapter from ``stage`` into the run folder ``run_dir``
-    (resumable per user); scores.json once every user is done. Returns the metrics ({} until then)."""
+    (resumable per user); scores.json once every user is done. Returns the metrics ({} until then).
+
+    Up to ``decoding.users_per_batch`` users not done yet decode together: their adapters are loaded side by
+    side on the one base model and their queries share batches (each row with its own adapter)."""
     by_name = {user.name: user for user in users}
+    run_key = fingerprint(key)
+    pending = [name for name in shard.users(list(by_name)) if done_marker(run_dir, name, run_key) is None]
+    decoded: dict[str, dict[str, str]] = {}
 
     def work(name: str, folder: Path) -> dict[str, str]:
-        handle.load_adapter(USER_ADAPTER, user_adapter_folder(stage, name), replace=True)
-        try:
-            return decode_user(handle, spec, by_name[name], decoding, seed, contrastive=decoding.is_cd)
-        finally:
-            handle.delete_adapter(USER_ADAPTER)
+        if name not in decoded:   # the first user of a group decodes the whole group
+            group = pending[pending.index(name):][:decoding.users_per_batch]
+            adapters = [f"{USER_ADAPTER}_{position}" for position in range(len(group))]
+            try:
+                for user, adapter in zip(group, adapters):
+                    handle.load_adapter(adapter, user_adapter_folder(stage, user), replace=True)
+                decoded.update(decode_users(handle, spec, [by_name[user] for user in group], adapters, decoding,
+                                            seed, contrastive=decoding.is_cd))
+            finally:
+                for adapter in adapters:
+                    if adapter in handle.adapters:
+                        handle.delete_adapter(adapter)
+        return decoded.pop(name)
 
     run_users(run_dir, list(by_name), work, key=key, shard=shard, task=spec.name, desc="users decoded")
     path = run_dir / PREDICTIONS_FILE
-    if not path.is_file() or not all(done_marker(run_dir, name, fingerprint(key)) for name in by_name):
+    if not path.is_file() or not all(done_marker(run_dir, name, run_key) for name in by_name):
         return {}
     from data.loaders import read_golds
 

@@ -91,8 +91,12 @@ def two_view_generate_ids(view_a: View, view_b: View, prompts: Sequence[Prompt],
                           top_k: int = 0, top_p: float = 1.0, repetition_penalty: float = 1.0,
                           seed: int | None = None, batch_size: int = 16, chat: bool | None = None,
                           use_cache: bool = True, progress: bool = True, max_input_tokens: int | None = None,
-                          truncation_side: str = "left") -> list[list[int]]:
+                          truncation_side: str = "left",
+                          row_adapters: Sequence[str | None] | None = None) -> list[list[int]]:
     """New token ids per prompt, in input order, through the first EOS (see the module docstring).
+
+    row_adapters: view a's adapter per prompt (None / BASE: no adapter), e.g. each user's own adapter, so
+    many users decode in one batch against the same view b; both views must then share one model.
 
     Prompts are encoded with view a's tokenizer and chat setting, as in ModelHandle.generate.
     seed: seeds a torch.Generator used for every draw, so sampling repeats for the same prompts and
@@ -103,9 +107,9 @@ def two_view_generate_ids(view_a: View, view_b: View, prompts: Sequence[Prompt],
 
     if max_new_tokens < 1:
         raise InputError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
-    passes = _plan_passes(view_a, view_b, use_cache)
-    handle = view_a.handle
     prompts = list(prompts)
+    passes = _plan_passes(view_a, view_b, use_cache, row_adapters, len(prompts))
+    handle = view_a.handle
     budgets = [input_budget(view.handle, max_new_tokens, max_input_tokens) for view in (view_a, view_b)]
     budget = min((limit for limit in budgets if limit is not None), default=None)
     encoded = encode_prompts(handle, prompts, chat, budget, truncation_side)
@@ -128,13 +132,18 @@ def two_view_generate_ids(view_a: View, view_b: View, prompts: Sequence[Prompt],
 
 
 class _ModelPass:
-    """One forward per step of one model over the batch repeated once per adapter it serves."""
+    """One forward per step of one model over the batch repeated once per adapter it serves.
 
-    def __init__(self, handle, adapters: list[str], use_cache: bool):
+    ``adapters``: per copy of the batch, one adapter name for every row, or a list with one name per prompt
+    (indexed by the prompt's original index).
+    """
+
+    def __init__(self, handle, adapters: list[str | list[str]], use_cache: bool):
         self.model, self.device, self.adapters, self.use_cache = handle.model, handle.device, adapters, use_cache
         self.cache = None
         # A model without adapters runs plainly (its only adapter name can be BASE).
-        self.routes_adapters = row_adapter_names(handle, adapters, len(adapters)) is not None
+        every_name = [name for copy in adapters for name in ([copy] if isinstance(copy, str) else copy)]
+        self.routes_adapters = row_adapter_names(handle, every_name, len(every_name)) is not None
         # Only the last position's logits are needed: the full prompt logits would be rows x width x vocab.
         self.logits_to_keep = "logits_to_keep" in inspect.signature(_unwrapped(self.model).forward).parameters
 
@@ -148,8 +157,9 @@ class _ModelPass:
         if self.cache is not None:
             self.cache.batch_select_indices(torch.cat([kept + copy * rows for copy in range(len(self.adapters))]))
 
-    def next_logits(self, sequences, attention_mask) -> list:
-        """float32 logits [rows, vocab] for the next token, one tensor per adapter."""
+    def next_logits(self, sequences, attention_mask, prompt_indices: list[int]) -> list:
+        """float32 logits [rows, vocab] for the next token, one tensor per adapter copy; ``prompt_indices``:
+        the original prompt index of each row."""
         copies = len(self.adapters)
         # With a cache only the newest token is fed; the prompt goes through whole on the first step.
         fed = sequences if self.cache is None else sequences[:, -1:]
@@ -159,7 +169,9 @@ class _ModelPass:
                   "position_ids": positions.repeat(copies, 1)}
         inputs = {name: tensor.to(self.device) for name, tensor in inputs.items()}
         if self.routes_adapters:
-            inputs["adapter_names"] = [name for name in self.adapters for _ in range(len(sequences))]
+            inputs["adapter_names"] = [name for copy in self.adapters
+                                       for name in ([copy] * len(sequences) if isinstance(copy, str)
+                                                    else [copy[index] for index in prompt_indices])]
         if self.logits_to_keep:
             inputs["logits_to_keep"] = 1
         output = self.model(**inputs, past_key_values=self.cache, use_cache=self.use_cache)
@@ -186,9 +198,10 @@ class _DecodingLoop:
         live = torch.arange(len(input_ids), device=self.device)   # batch rows still decoding
         sequences = input_ids
         for step in range(max_new_tokens):
+            live_prompts = [prompt_indices[row] for row in live.tolist()]
             logits = [part.to(self.device) for model_pass in self.passes
-                      for part in model_pass.next_logits(sequences, attention_mask)]
-            state = StepState(step, sequences, [prompt_indices[row] for row in live.tolist()])
+                      for part in model_pass.next_logits(sequences, attention_mask, live_prompts)]
+            state = StepState(step, sequences, live_prompts)
             scores = self.processors(sequences, self.combine(logits[0], logits[1], state))
             if self.do_sample:
                 chosen = torch.multinomial(torch.softmax(scores, dim=-1), 1, generator=self.generator).squeeze(1)
@@ -208,12 +221,22 @@ class _DecodingLoop:
         return new_tokens
 
 
-def _plan_passes(view_a: View, view_b: View, use_cache: bool) -> list[_ModelPass]:
+def _plan_passes(view_a: View, view_b: View, use_cache: bool, row_adapters: Sequence[str | None] | None = None,
+                 count: int = 0) -> list[_ModelPass]:
     """One doubled pass when both views share one model, else one pass per model."""
     for view in (view_a, view_b):
         if view.handle.is_encoder_decoder:
             raise InputError(f"{view.handle.name}: two-view decoding supports decoder-only models; "
                              f"encoder-decoder models are refused")
+    if row_adapters is not None:
+        if view_a.handle.model is not view_b.handle.model:
+            raise InputError("row_adapters: per-prompt adapters need both views on one model")
+        per_row = row_adapter_names(view_a.handle, row_adapters, count) or [BASE] * count
+        other = _adapter_name(view_b)
+        if other in per_row:
+            raise InputError(f"{view_a.handle.name}: adapter {other!r} is in both views; two views of one "
+                             f"model need different adapters")
+        return [_ModelPass(view_a.handle, [per_row, other], use_cache)]
     names = [_adapter_name(view) for view in (view_a, view_b)]
     if view_a.handle.model is view_b.handle.model:
         if names[0] == names[1]:

@@ -258,3 +258,23 @@ def test_tam_test_outputs_are_reused_by_a_rerun(oppu_folder, tiny_causal_lm, tra
     assert run(tam.main, [*common(oppu_folder, tiny_causal_lm, trained_tam), "--is_test",
                           "--max_new_tokens", "4"]) == 0
     assert (log.read_bytes(), log.stat().st_mtime_ns) == before
+
+
+@pytest.mark.parametrize("contrastive", [[], ["--is_cd", "--contrastive_alpha", "0.5"]], ids=["plain", "cd"])
+def test_users_decoded_together_equal_users_decoded_one_by_one(oppu_folder, tiny_causal_lm, trained_tam,
+                                                                monkeypatch, contrastive):
+    import cope.pipeline
+
+    args = [*common(oppu_folder, tiny_causal_lm, trained_tam), "--max_new_tokens", "4", *contrastive]
+    if not (stage_root(trained_tam, SFT_STAGE) / "users.json").is_file():
+        assert run(oppu_sft.main, [*args, "--max_epoch", "1", "--is_train"]) == 0
+    calls, real = [], cope.pipeline.decode_users
+    monkeypatch.setattr(cope.pipeline, "decode_users", lambda handle, spec, users, *rest, **kw:
+                        calls.append([user.name for user in users]) or real(handle, spec, users, *rest, **kw))
+    assert run(oppu_sft.main, [*args, "--users_per_batch", "1", "--run_name", "one_by_one"]) == 0
+    assert calls == [["alice"], ["bob"], ["carol"]]
+    calls.clear()
+    assert run(oppu_sft.main, [*args, "--users_per_batch", "3", "--run_name", "together"]) == 0
+    assert calls == [["alice", "bob", "carol"]]
+    one_by_one = json.loads((trained_tam / "one_by_one" / "predictions.json").read_text())
+    assert json.loads((trained_tam / "together" / "predictions.json").read_text()) == one_by_one

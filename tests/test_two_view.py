@@ -122,6 +122,27 @@ def test_two_adapters_of_one_model(lora_handle):
     assert decode_ids(View(u2), View(lora_handle), first_view) == plain_greedy(u2)
 
 
+@pytest.mark.parametrize("combine", [first_view, ContrastiveCombine(alpha=0.5)], ids=["first_view", "contrastive"])
+def test_per_prompt_adapters_in_one_batch_equal_each_adapter_alone(lora_handle, combine):
+    """Users' prompts mixed in one batch, each row with its own adapter against the base: the same tokens
+    as decoding each adapter's prompts on their own (rows stop at different steps, so names follow rows)."""
+    owners = ["u1", "u2", "u2", "u1", "u2"]
+    mixed = decode_ids(View(lora_handle), View(lora_handle, BASE), combine, row_adapters=owners)
+    for name in ("u1", "u2"):
+        rows = [i for i, owner in enumerate(owners) if owner == name]
+        alone = two_view_generate_ids(View(lora_handle, name), View(lora_handle, BASE), [PROMPTS[i] for i in rows],
+                                      combine, max_new_tokens=NEW_TOKENS, batch_size=3, progress=False)
+        assert [mixed[i] for i in rows] == alone
+    assert mixed != decode_ids(View(lora_handle), View(lora_handle, BASE), combine, row_adapters=["u1"] * 5)
+
+
+def test_per_prompt_adapters_need_one_model_and_a_distinct_second_view(lora_handle, base_handle):
+    with pytest.raises(InputError, match="need both views on one model"):
+        decode_ids(View(lora_handle), View(base_handle), first_view, row_adapters=["u1"] * 5)
+    with pytest.raises(InputError, match="'u2' is in both views"):
+        decode_ids(View(lora_handle), View(lora_handle, "u2"), first_view, row_adapters=["u1", "u2", "u1", "u1", "u1"])
+
+
 def test_text_output_equals_handle_generate(lora_handle):
     texts = two_view_generate(View(lora_handle, "u1"), View(lora_handle, BASE), PROMPTS, first_view,
                               max_new_tokens=NEW_TOKENS, batch_size=3, progress=False)
