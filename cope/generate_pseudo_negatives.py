@@ -5,8 +5,9 @@
         --temperature 1.0
 
 Samples come from the TAM (the base with the TAM merged, no user adapter) with the prompt every other step
-uses for the item (cope.data), in batches of --inference_batch_size through Hugging Face generate, seeded
-per user. Per user into <output_dir>/pseudo_negatives/users/<user>/negatives.json (resumable, shardable);
+uses for the item (cope.data), in batches of --inference_batch_size, seeded per user: through vLLM when it
+is installed and a GPU is there (the merged TAM saved once under <output_dir>/TAM_merged/), else Hugging Face
+generate. Per user into <output_dir>/pseudo_negatives/users/<user>/negatives.json (resumable, shardable);
 once every user is done also <output_dir>/user_top_100_history_with_pseudo_negatives.json.
 """
 from __future__ import annotations
@@ -34,7 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(make_parser(), argv)
     from cope.negatives import NEGATIVES_DIR, NEGATIVES_FILE, sample_candidates, write_combined
     from cope.options import parsed
-    from cope.pipeline import load_task_model
+    from cope.pipeline import load_sampling_model
     from cope.steps import open_run, target_users
     from data.errors import InputError
     from data.fingerprint import fingerprint
@@ -47,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     spec, users = target_users(data)
     stage = data.root() / NEGATIVES_DIR
     open_run(args, stage)
-    handle, tam_stamp = load_task_model(model, data.root())
+    handle, tam_stamp = load_sampling_model(model, data.root())
     max_new_tokens = args.max_new_tokens or spec.max_new_tokens
     by_name = {user.name: user for user in users}
 
@@ -56,8 +57,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                  args.repetition_penalty, args.seed, args.inference_batch_size)
         atomic_write_json(folder / NEGATIVES_FILE, rows)
 
-    key = {"tam": tam_stamp, "response_num": args.response_num, "temperature": args.temperature,
-           "repetition_penalty": args.repetition_penalty, "max_new_tokens": max_new_tokens, "seed": args.seed,
+    key = {"tam": tam_stamp, "backend": handle.backend, "response_num": args.response_num,
+           "temperature": args.temperature, "repetition_penalty": args.repetition_penalty, "max_new_tokens": max_new_tokens, "seed": args.seed,
            "max_words": data.max_words,
            "history": {user.name: [item["id"] for item in user.profile] for user in users}}
     run_users(stage, list(by_name), work, key=key, shard=shard_from_args(args), desc="users sampled")

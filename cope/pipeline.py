@@ -17,7 +17,6 @@ Folders below the output root (``--output_dir``)::
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import shutil
 from pathlib import Path
@@ -25,8 +24,10 @@ from typing import Any, Callable, Mapping, Sequence
 
 from cope.data import User, item_prompt, item_target, query_prompt
 from data.errors import InputError, input_error
-from data.fingerprint import fingerprint
+from data.fingerprint import fingerprint, fingerprint_parts
 from data.io import read_json
+from lm.loading import resolve_device
+from lm.vllm_backend import vllm_available
 from runtime.generation import postprocess
 from runtime.run_folder import PREDICTIONS_FILE, write_scores
 from runtime.users import MANIFEST_FILE, Shard, done_marker, run_users, user_folder
@@ -34,6 +35,7 @@ from runtime.users import MANIFEST_FILE, Shard, done_marker, run_users, user_fol
 log = logging.getLogger("lampkit.cope")
 
 TAM_ADAPTER = "tam"
+MERGED_TAM_DIR = "TAM_merged"     # <root>/TAM_merged/<TAM stamp>/: the TAM as a full model, for vLLM
 USER_ADAPTER = "user"        # the one per-user adapter on the model at any time
 SFT_STAGE, DPO_STAGE = "OPPU_SFT", "OPPU_SFT+DPO"
 ADAPTER_DIR = "adapter"
@@ -62,12 +64,9 @@ def user_adapter_folder(stage: Path, user: str) -> Path:
 
 def folder_stamp(folder: Path) -> str:
     """A digest of the files in ``folder`` (an adapter's weights): keys the runs that build on it."""
-    digest = hashlib.sha256()
-    for path in sorted(Path(folder).rglob("*")):
-        if path.is_file():
-            digest.update(path.relative_to(folder).as_posix().encode())
-            digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
+    files = [path for path in sorted(Path(folder).rglob("*")) if path.is_file()]
+    return fingerprint_parts(part for path in files
+                             for part in (path.relative_to(folder).as_posix().encode(), path.read_bytes()))
 
 
 def finished_run_key(stage: Path, users: Sequence[User], needed_by: str) -> str:
@@ -103,6 +102,27 @@ def load_task_model(model_options, root: Path):
     # Named by the base and the TAM's files, so outputs cached under it are found again by the next process.
     handle.weights_id = f"{base}|merged-tam:{stamp}"
     return handle, stamp
+
+
+def load_sampling_model(model_options, root: Path):
+    """The TAM to sample pseudo-negatives from: vLLM when it is installed and a GPU is there (the merged TAM
+    saved once as a full-model folder, which vLLM serves), else the merged Hugging Face model."""
+    import dataclasses
+    import os
+    import tempfile
+
+    handle, stamp = load_task_model(model_options, root)
+    if model_options.backend == "hf" or not vllm_available() or resolve_device(model_options.device).type != "cuda":
+        return handle, stamp
+    folder = root / MERGED_TAM_DIR / stamp
+    if not (folder / "config.json").is_file():
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{stamp}."))
+        handle.model.save_pretrained(staging)
+        handle.tokenizer.save_pretrained(staging)
+        os.replace(staging, folder)       # the folder appears complete or not at all
+    del handle                            # one copy of the weights: vLLM's
+    return dataclasses.replace(model_options, model_name=str(folder)).load(backend="vllm"), stamp
 
 
 def train_tam(handle, spec, examples, options, folder: Path) -> dict:

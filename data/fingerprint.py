@@ -4,7 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import PurePath
-from typing import Any
+from typing import Any, Iterable
 
 
 def fingerprint(value: Any, length: int = 16) -> str:
@@ -17,6 +17,14 @@ def fingerprint(value: Any, length: int = 16) -> str:
     data = value if isinstance(value, bytes) else json.dumps(
         value, sort_keys=True, ensure_ascii=False, default=_describe).encode("utf-8")
     return hashlib.sha256(data).hexdigest()[:length]
+
+
+def fingerprint_parts(parts: Iterable[bytes], length: int = 16) -> str:
+    """:func:`fingerprint` of byte strings fed one at a time (large files or tensors, never all in memory)."""
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part)
+    return digest.hexdigest()[:length]
 
 
 def _describe(obj: Any) -> str:

@@ -16,7 +16,6 @@ load with plain ``peft.PeftModel.from_pretrained(base_model, folder)``::
 from __future__ import annotations
 
 import copy
-import hashlib
 import logging
 import os
 import shutil
@@ -166,11 +165,11 @@ def adapter_digest(model, name: str) -> str:
     """A short hash of adapter ``name``'s weights: keys caches of outputs generated with it."""
     from peft import get_peft_model_state_dict
 
-    digest = hashlib.sha256()
-    for key, tensor in sorted(get_peft_model_state_dict(model, adapter_name=name).items()):
-        digest.update(key.encode())
-        digest.update(tensor.detach().float().cpu().numpy().tobytes())
-    return digest.hexdigest()[:16]
+    from data.fingerprint import fingerprint_parts
+
+    state = sorted(get_peft_model_state_dict(model, adapter_name=name).items())
+    return fingerprint_parts(part for key, tensor in state
+                             for part in (key.encode(), tensor.detach().float().cpu().numpy().tobytes()))
 
 
 def row_adapter_names(handle, adapter_names: Sequence[str | None] | None, count: int) -> list[str] | None:

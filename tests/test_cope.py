@@ -278,3 +278,32 @@ def test_users_decoded_together_equal_users_decoded_one_by_one(oppu_folder, tiny
     assert calls == [["alice", "bob", "carol"]]
     one_by_one = json.loads((trained_tam / "one_by_one" / "predictions.json").read_text())
     assert json.loads((trained_tam / "together" / "predictions.json").read_text()) == one_by_one
+
+
+def test_pseudo_negatives_come_from_vllm_when_it_and_a_gpu_are_there(oppu_folder, tiny_causal_lm, trained_tam,
+                                                                     monkeypatch):
+    """No vLLM or GPU here: the switch is checked with both faked; the merged TAM folder it writes for vLLM
+    is checked by loading it with Hugging Face, which must give the merged model's outputs."""
+    import cope.pipeline
+    from cope.options import parsed
+    from cope.pipeline import MERGED_TAM_DIR, load_sampling_model, load_task_model
+    from data.cli import ModelOptions
+
+    data, model = parsed(generate_pseudo_negatives.make_parser().parse_args(common(oppu_folder, tiny_causal_lm,
+                                                                                      trained_tam)))
+    hf_handle, stamp = load_sampling_model(model, data.root())
+    assert hf_handle.backend == "hf" and not (trained_tam / MERGED_TAM_DIR).exists()
+
+    served, real_load = [], ModelOptions.load
+    monkeypatch.setattr(cope.pipeline, "vllm_available", lambda: True)
+    monkeypatch.setattr(cope.pipeline, "resolve_device", lambda device=None: torch.device("cuda"))
+    monkeypatch.setattr(ModelOptions, "load", lambda self, **kw: served.append((self.model_name, kw)) or "vllm"
+                        if kw.get("backend") == "vllm" else real_load(self, **kw))
+    engine, same_stamp = load_sampling_model(model, data.root())
+    folder = trained_tam / MERGED_TAM_DIR / stamp
+    assert (engine, same_stamp) == ("vllm", stamp) and served == [(str(folder), {"backend": "vllm"})]
+    monkeypatch.undo()
+    prompts = ["The reporter wrote about the new bridge."]
+    merged = load_model(folder)
+    assert merged.generate(prompts, max_new_tokens=6) == load_task_model(model, data.root())[0].generate(
+        prompts, max_new_tokens=6)
