@@ -8,7 +8,7 @@ dev queries in CoPe's chat prompt: plain = greedy with the user's LoRA adapter (
 seeded random non-zero weights so it changes the logits); cd = --is_cd, the adapter against the same model
 with the adapter off (lm.decoding two-view, one forward per step over the doubled batch). Each run is a fresh
 subprocess; tokens are the raw new texts (before the runtime's first-line cut) re-tokenized; peak memory is the resident set while decoding
-(scripts/bench_two_view.py's measurement). Targets: time_ratio (seconds per token, cd over plain) <= 1.5,
+(scripts/decoding_benchmarks.py). Targets: time_ratio (seconds per token, cd over plain) <= 1.5,
 memory_ratio (peak RSS, cd over plain) <= 1.1.
 """
 from __future__ import annotations
@@ -21,12 +21,11 @@ if __package__ in (None, ""):  # run as a file: make the repository importable
 
 import argparse
 import json
-import os
-import subprocess
 from typing import Sequence
 
 from data.cli import parse_args, run
 from data.errors import InputError
+from scripts.decoding_benchmarks import fastest_runs, peak_rss_kb, reset_peak_rss
 
 MODES = ("plain", "cd")
 SAMPLE_QUERIES = Path(__file__).resolve().parent.parent / "data" / "sample" / "LaMP_4" / "dev_questions.json"
@@ -56,16 +55,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.measure:
         print(json.dumps(measure(args)))
         return 0
-    from tqdm.auto import tqdm
-
-    child_argv = list(argv if argv is not None else sys.argv[1:])
-    best: dict[str, dict] = {}
-    for mode in tqdm([mode for _ in range(args.repeats) for mode in MODES], desc="benchmark runs", unit="run"):
-        figures = run_child(child_argv, mode)
-        tqdm.write(f"{mode:>6}: {figures['tokens']} tokens in {figures['seconds']:6.1f} s = "
-                   f"{figures['tokens_per_second']:6.1f} tokens/s, peak RSS {figures['peak_rss_mb']:7.1f} MB")
-        if mode not in best or figures["tokens_per_second"] > best[mode]["tokens_per_second"]:
-            best[mode] = figures
+    best = fastest_runs(__file__, list(argv if argv is not None else sys.argv[1:]), MODES, args.repeats,
+                        lambda figures: f"{figures['tokens']} tokens in {figures['seconds']:6.1f} s = "
+                                        f"{figures['tokens_per_second']:6.1f} tokens/s, peak RSS "
+                                        f"{figures['peak_rss_mb']:7.1f} MB")
     plain, cd = best["plain"], best["cd"]
     summary = {"model": plain["model"], "queries": plain["queries"], "max_new_tokens": args.max_new_tokens,
                "alpha": args.alpha, "repeats": args.repeats,
@@ -80,16 +73,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def run_child(argv: list[str], mode: str) -> dict:
-    # A fixed mmap threshold returns freed tensors to the system, so RSS follows live memory (bench_two_view).
-    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(256 * 1024)}
-    done = subprocess.run([sys.executable, str(Path(__file__).resolve()), *argv, "--measure", mode],
-                          capture_output=True, text=True, env=env)
-    if done.returncode != 0:
-        raise InputError(f"{mode} run failed (exit {done.returncode}): {done.stderr.strip()[-500:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
 def measure(args: argparse.Namespace) -> dict:
     import time
 
@@ -100,7 +83,6 @@ def measure(args: argparse.Namespace) -> dict:
     from data.tasks import get_task
     from lm import load_model
     from lm.adapters import LoraOptions
-    from scripts.bench_two_view import peak_rss_kb, reset_peak_rss
     import torch
 
     spec = get_task("LaMP_4")

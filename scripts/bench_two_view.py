@@ -21,12 +21,11 @@ if __package__ in (None, ""):  # run as a file: make the repository importable
 
 import argparse
 import json
-import os
-import subprocess
 from typing import Sequence
 
 from data.cli import parse_args, run
 from data.errors import InputError
+from scripts.decoding_benchmarks import fastest_runs, peak_rss_kb, reset_peak_rss
 
 MODES = ("plain", "two_view")
 ADAPTER = "user"
@@ -59,18 +58,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.measure:
         print(json.dumps(measure(args)))
         return 0
-    from tqdm.auto import tqdm
-
-    child_argv = list(argv if argv is not None else sys.argv[1:])
-    best: dict[str, dict] = {}
-    runs = [mode for _ in range(args.repeats) for mode in MODES]   # alternating: outside load hits both alike
-    for mode in tqdm(runs, desc="benchmark runs", unit="run"):
-        figures = measure_in_subprocess(child_argv, mode)
-        tqdm.write(f"{mode:>8}: {figures['tokens']} tokens in {figures['seconds']:6.1f} s = "
-                   f"{figures['tokens_per_second']:6.1f} tokens/s, peak RSS {figures['peak_rss_mb']:7.1f} MB, "
-                   f"{figures['forward_calls']} forward calls over {figures['row_forwards']} rows in all")
-        if mode not in best or figures["tokens_per_second"] > best[mode]["tokens_per_second"]:
-            best[mode] = figures
+    best = fastest_runs(__file__, list(argv if argv is not None else sys.argv[1:]), MODES, args.repeats,
+                        lambda figures: f"{figures['tokens']} tokens in {figures['seconds']:6.1f} s = "
+                                        f"{figures['tokens_per_second']:6.1f} tokens/s, peak RSS "
+                                        f"{figures['peak_rss_mb']:7.1f} MB, {figures['forward_calls']} forward "
+                                        f"calls over {figures['row_forwards']} rows in all")
     plain, two_view = best["plain"], best["two_view"]
     summary = {
         "model": plain["model"], "threads": plain["threads"], "prompts": plain["prompts"],
@@ -87,20 +79,6 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"(target <= 1.1); CPU shared with other processes, so times vary between runs")
     print(json.dumps(summary))
     return 0
-
-
-def measure_in_subprocess(argv: list[str], mode: str) -> dict:
-    command = [sys.executable, str(Path(__file__).resolve()), *argv, "--measure", mode]
-    # glibc keeps freed heap memory mapped, so RSS would also count what its allocator happens to retain
-    # (runs of one mode differed by 50-100 MB); a fixed mmap threshold returns freed tensors to the system,
-    # and RSS then follows the live weights, KV caches and activations (repeat runs agree within ~2 MB).
-    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(256 * 1024)}
-    done = subprocess.run(command, capture_output=True, text=True, env=env)
-    if done.returncode == 2:   # bad input (e.g. the model), already one line from data.cli.run
-        raise InputError(done.stderr.strip().splitlines()[-1].removeprefix("error: "))
-    if done.returncode != 0:
-        raise RuntimeError(f"{mode} run failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def measure(args: argparse.Namespace) -> dict:
@@ -141,28 +119,6 @@ def measure(args: argparse.Namespace) -> dict:
             "tokens": tokens, "seconds": seconds, "tokens_per_second": tokens / seconds,
             "forward_calls": len(rows_fed), "row_forwards": sum(rows_fed),
             "peak_rss_mb": peak_rss_kb() / 1024}
-
-
-# Peak resident set size (RSS), not tracemalloc (blind to torch's CPU allocator) nor the torch profiler
-# (misses the weights already allocated): RSS holds the weights, KV caches and activations alike. The
-# kernel's high-water mark is reset after loading and warm-up, so the peak is that of decoding alone;
-# where the mark cannot be reset (no /proc), the lifetime peak (loading included) is used.
-def reset_peak_rss() -> None:
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass
-
-
-def peak_rss_kb() -> float:
-    status = Path("/proc/self/status")
-    if status.exists():
-        for line in status.read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return float(line.split()[1])
-    import resource
-
-    return float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 
 if __name__ == "__main__":
