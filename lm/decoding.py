@@ -24,7 +24,6 @@ its output is padded. A batch ends when every row is done or after max_new_token
 """
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -33,6 +32,7 @@ from lm.adapters import BASE, row_adapter_names
 from lm.batching import evaluation_mode, length_sorted_batches, pad_batch
 from lm.generation import decode, stop_token_ids, through_first_stop
 from lm.prompting import Prompt, encode_prompts, input_budget
+from lm.scoring import accepts
 
 
 @dataclass(frozen=True)
@@ -145,7 +145,7 @@ class _ModelPass:
         every_name = [name for copy in adapters for name in ([copy] if isinstance(copy, str) else copy)]
         self.routes_adapters = row_adapter_names(handle, every_name, len(every_name)) is not None
         # Only the last position's logits are needed: the full prompt logits would be rows x width x vocab.
-        self.logits_to_keep = "logits_to_keep" in inspect.signature(_unwrapped(self.model).forward).parameters
+        self.logits_to_keep = accepts(self.model, "logits_to_keep")
 
     def reset(self) -> None:
         self.cache = None
@@ -254,10 +254,6 @@ def _adapter_name(view: View) -> str:
     name = view.adapter if view.adapter is not None else view.handle.adapter
     row_adapter_names(view.handle, [name], 1)
     return BASE if name is None else name
-
-
-def _unwrapped(model):
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
 def _processors(do_sample: bool, temperature: float, top_k: int, top_p: float, repetition_penalty: float):

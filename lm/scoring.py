@@ -103,7 +103,7 @@ def _causal_logprobs(handle, prompts: list[list[int]], targets: list[list[int]],
     # Positions count real tokens only, so a left-padded row is computed exactly like an unpadded one.
     position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
     width = max(len(t) for t in targets)
-    extra = {"logits_to_keep": width + 1} if _accepts(handle.model, "logits_to_keep") else {}
+    extra = {"logits_to_keep": width + 1} if accepts(handle.model, "logits_to_keep") else {}
     logits = handle.model(input_ids=input_ids.to(handle.device), attention_mask=attention_mask.to(handle.device),
                           position_ids=position_ids.to(handle.device), **extra, **adapters).logits
     predicted = logits[:, -(width + 1):-1].float().log_softmax(-1)
@@ -128,7 +128,7 @@ def _seq2seq_logprobs(handle, prompts: list[list[int]], targets: list[list[int]]
     return logprobs, label_mask.float()
 
 
-def _accepts(model, argument: str) -> bool:
+def accepts(model, argument: str) -> bool:
     """Whether the underlying transformers model's forward takes `argument` (PEFT wrappers forward **kwargs)."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     return argument in inspect.signature(base.forward).parameters

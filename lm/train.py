@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from data.errors import InputError
+from lm.generation import stop_token_ids
 from lm.prompting import Prompt, encode_prompts, input_budget, render, uses_chat
 
 log = logging.getLogger(__name__)
@@ -77,7 +78,7 @@ def sft_rows(handle, prompts: Sequence[Prompt], targets: Sequence[str], max_targ
         labels = tokenizer(text_target=list(targets), max_length=max_target_tokens, truncation=True)["input_ids"]
         return [{"input_ids": ids, "attention_mask": [1] * len(ids), "labels": target}
                 for ids, target in zip(prompt_ids, labels)]
-    stop_id = stop_token_id(handle)
+    stop_id = stop_token_ids(handle)[0]
     rows = []
     for ids, target in zip(prompt_ids, tokenizer(list(targets), add_special_tokens=False)["input_ids"]):
         # End with the token generation stops at (for chat models the end-of-turn token).
@@ -85,13 +86,6 @@ def sft_rows(handle, prompts: Sequence[Prompt], targets: Sequence[str], max_targ
         rows.append({"input_ids": ids + target, "attention_mask": [1] * (len(ids) + len(target)),
                      "labels": [-100] * len(ids) + target})
     return rows
-
-
-def stop_token_id(handle) -> int:
-    eos = handle.model.generation_config.eos_token_id
-    if eos is None:
-        return handle.tokenizer.eos_token_id
-    return eos[0] if isinstance(eos, (list, tuple)) else eos
 
 
 class RightPadCollator:
