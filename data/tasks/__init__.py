@@ -12,6 +12,7 @@ import itertools
 import pkgutil
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Iterable, Mapping
 
 from data.errors import InputError
@@ -119,7 +120,7 @@ class TaskSpec:
             return input_text.split(self.query_marker, 1)[1].strip()
         return input_text.strip()
 
-    @property
+    @cached_property   # read for every profile item in retrieval and loading: built once per spec
     def item_shapes(self) -> tuple[ItemShape, ...]:
         """The main item layout (the benchmark's own), then the variants."""
         main = ItemShape(self.item_fields, self.item_input_field, self.item_output_field, self.document_fields,
