@@ -51,12 +51,17 @@ class Encoder:
                 input_ids, mask = pad_batch([encoded[i] for i in batch], self._pad_id, "right")
                 hidden = self.model(input_ids=input_ids.to(self.device),
                                     attention_mask=mask.to(self.device)).last_hidden_state.float().cpu()
-                weights = mask.unsqueeze(-1).float()
-                vectors[batch] = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+                vectors[batch] = mean_pool(hidden, mask)
                 bar.update(len(batch))
         if normalize:
             vectors = torch.nn.functional.normalize(vectors, dim=-1)
         return vectors[[row_of[text] for text in texts]]
+
+
+def mean_pool(hidden, attention_mask):
+    """Masked mean of the last hidden states over the real tokens (Contriever's "average" pooling)."""
+    weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
 
 
 def load_encoder(name_or_path: str | Path = "default", device=None, trust_remote_code: bool = False,

@@ -22,6 +22,7 @@ from data.cli import add_task_argument, writable_dir
 from data.errors import InputError, input_error
 from data.records import Example
 from data.tasks import TaskSpec
+from lm.encoder import mean_pool
 
 log = logging.getLogger("lampkit.ropg")
 
@@ -132,12 +133,6 @@ def collate(questions: Sequence[Question], tokenizer, max_query_length: int, max
         gold[row, :len(question.gold)] = torch.tensor(question.gold)
         mask[row, :len(question.documents)] = True
     return input_ids, attention_mask, gold, mask
-
-
-def mean_pool(hidden, attention_mask):
-    """Masked mean of the last hidden states (Contriever's "average" pooling; lm.Encoder's, with gradients)."""
-    weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
-    return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
 
 
 def batch_scores(model, input_ids, attention_mask, mask):
