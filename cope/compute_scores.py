@@ -60,7 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         atomic_write_json(folder / SELECTION_FILE, rows)
 
     run_users(stage, list(by_name), work, key=key, shard=shard_from_args(args), desc="users scored")
-    if all(done_marker(stage, name, fingerprint(key)) for name in by_name):
+    run_key = fingerprint(key)   # hashed once, not per user
+    if all(done_marker(stage, name, run_key) for name in by_name):
         write_combined(data.root(), spec, users, stage, SELECTION_FILE, f"_{args.std}")
     print(f"selections: {stage}")
     return 0

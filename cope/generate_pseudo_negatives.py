@@ -62,7 +62,8 @@ def main(argv: Sequence[str] | None = None) -> int:
            "max_words": data.max_words,
            "history": {user.name: [item["id"] for item in user.profile] for user in users}}
     run_users(stage, list(by_name), work, key=key, shard=shard_from_args(args), desc="users sampled")
-    if all(done_marker(stage, name, fingerprint(key)) for name in by_name):
+    run_key = fingerprint(key)   # hashed once, not per user
+    if all(done_marker(stage, name, run_key) for name in by_name):
         write_combined(data.root(), spec, users, stage, NEGATIVES_FILE, "")
     print(f"pseudo-negatives: {stage}")
     return 0
