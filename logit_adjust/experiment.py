@@ -26,7 +26,7 @@ from data.errors import InputError, input_error
 from data.io import atomic_write_json, atomic_write_text, check_writable
 from data.records import Example
 from data.tasks import TaskSpec, list_tasks
-from eval.metrics import METRICS, aggregate, example_stats, register_metric
+from eval.metrics import METRICS, aggregate, register_metric
 from logit_adjust.user_vectors import UserProfile, user_id_of, user_profile
 
 log = logging.getLogger("lampkit.logit_adjust")
@@ -148,12 +148,15 @@ def run_log(folder: Path) -> Iterator[None]:
 
 # ----------------------------------------------------------------------------- scoring and summaries
 
-def score_predictions(spec: TaskSpec, predictions: Sequence[str], references: Sequence[str],
-                      profiles: Sequence[UserProfile]) -> dict[str, np.ndarray]:
-    """Per-example statistics of the task's metrics plus the profile-word share."""
-    stats = example_stats(spec.name, predictions, references)
-    stats[PROFILE_SHARE] = profile_word_share(predictions, [" ".join(p.texts) for p in profiles])
-    return stats
+def score_run(spec: TaskSpec, golds: Mapping[str, str], predictions: Mapping[str, str],
+              profiles: Sequence[UserProfile]) -> tuple[dict, dict[str, np.ndarray]]:
+    """The eval report and the per-example statistics of the task's metrics plus the profile-word share, from
+    one scoring pass (``predictions`` and ``profiles`` in the order of ``golds``)."""
+    from eval.scoring import match_outputs, score_matched
+
+    report, stats = score_matched(match_outputs(spec.name, golds, predictions))
+    stats[PROFILE_SHARE] = profile_word_share(list(predictions.values()), [" ".join(p.texts) for p in profiles])
+    return report, stats
 
 
 def system_summary(task: str, stats_by_seed: Mapping[int, Mapping[str, np.ndarray]]) -> dict:
@@ -284,7 +287,7 @@ def run_experiment(args) -> dict:
     from data.tasks import get_task
     from lm import load_model
     from runtime.generation import generate_outputs, postprocess
-    from runtime.run_folder import PREDICTIONS_FILE, write_run_config, write_scores
+    from runtime.run_folder import PREDICTIONS_FILE, write_run_config, write_scores_report
     from logit_adjust.cache import default_cache_root
     from logit_adjust.processor import UserBiasFactory
     from logit_adjust.token_maps import special_token_ids
@@ -337,8 +340,8 @@ def run_experiment(args) -> dict:
                                    extra_key={"beta": beta, **bias_key} if beta else None)
             predictions = [postprocess(spec, text) for text in raw]
             write_predictions(run_dir / PREDICTIONS_FILE, spec.name, dict(zip(ids, predictions)))
-            stats.setdefault(beta, {})[seed] = score_predictions(spec, predictions, references, profiles)
-            write_scores(run_dir, spec.name, golds, dict(zip(ids, predictions)),
+            report, stats.setdefault(beta, {})[seed] = score_run(spec, golds, dict(zip(ids, predictions)), profiles)
+            write_scores_report(run_dir, report,
                          extra_metrics={PROFILE_SHARE: float(np.mean(stats[beta][seed][PROFILE_SHARE]))})
         outputs.setdefault(beta, predictions)
 

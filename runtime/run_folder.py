@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 from data.io import atomic_write_json
 
@@ -44,9 +44,18 @@ def write_scores(output_dir: str | os.PathLike, task: str, golds: Mapping[str, s
     a gold without a prediction is an error. ``extra_metrics``: a method's own measures, written beside
     the registry's (eval.report shows them as columns).
     """
-    from eval.scoring import metric_values, score_predictions
+    from eval.scoring import score_predictions
 
-    report = {**score_predictions(task, golds, predictions), **(extra_metrics or {})}
+    return write_scores_report(output_dir, score_predictions(task, golds, predictions), extra_metrics)
+
+
+def write_scores_report(output_dir: str | os.PathLike, report: Mapping[str, Any],
+                 extra_metrics: Mapping[str, float] | None = None) -> dict[str, float]:
+    """Write an eval report already computed (eval.scoring's shape) as scores.json, with ``extra_metrics``
+    beside it; returns the metrics. For methods that also need the per-example statistics of the scoring."""
+    from eval.scoring import metric_values
+
+    report = {**report, **(extra_metrics or {})}
     path = atomic_write_json(Path(output_dir) / SCORES_FILE, report)
     print(f"scores: {path}")
     return metric_values(report)
