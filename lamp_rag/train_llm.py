@@ -72,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise InputError("--backend vllm cannot train; train_llm uses the hf backend")
     from data.loaders import load_examples
     from data.tasks import get_task
-    from lamp_rag.pipeline import build_prompts, official_prompt_cut, prompt_cut_options, resolve_prompt_style
+    from lamp_rag.pipeline import build_prompts, official_prompt_cut, resolve_prompt_style
     from runtime.generation import generate_and_score
     from runtime.run_folder import write_run_config
     from lamp_rag.training import BEST_MODEL_DIR, VALIDATION_DIR, finetune, require_targets
@@ -111,11 +111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, value in result.metrics.items():
         print(f"{spec.name} validation {name}: {value:.4f}")
     if "test" in examples:
-        generation = {"max_new_tokens": hyperparameters.generation_max_length,
-                      "num_beams": hyperparameters.generation_num_beams,
-                      "batch_size": hyperparameters.per_device_batch_size, **prompt_cut_options(max_prompt_tokens)}
         scores = generate_and_score(spec, result.handle, examples["test"], prompts["test"], args.output_dir / "test",
-                                    generation, model_id=result.best_checkpoint)
+                                    hyperparameters.decoding(max_prompt_tokens), model_id=result.best_checkpoint)
         for name, value in scores.items():
             print(f"{spec.name} test {name}: {value:.4f}")
     print(f"config: {args.output_dir / 'config.json'}")

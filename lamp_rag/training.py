@@ -71,6 +71,11 @@ class TrainingOptions:
         "help": "checkpoints kept (the best one is always kept)"})
     seed: int = field(default=0, metadata={"help": "random seed of initialisation and data order"})
 
+    def decoding(self, max_prompt_tokens: int | None) -> dict:
+        """handle.generate() options of validation and test outputs (prompts cut as in training)."""
+        return {"max_new_tokens": self.generation_max_length, "num_beams": self.generation_num_beams,
+                "batch_size": self.per_device_batch_size, **prompt_cut_options(max_prompt_tokens)}
+
 
 @dataclass
 class FinetuneResult:
@@ -116,8 +121,7 @@ def finetune(spec: TaskSpec, model_name, train_examples: Sequence[Example], trai
                          max_prompt_tokens)
     eval_dataset, trainer_class, selection = None, None, {}
     if validate:
-        generation = {"max_new_tokens": options.generation_max_length, "num_beams": options.generation_num_beams,
-                      "batch_size": options.per_device_batch_size, **prompt_cut_options(max_prompt_tokens)}
+        generation = options.decoding(max_prompt_tokens)
         # The Trainer requires an eval dataset with eval_strategy="epoch"; evaluation itself generates from prompts.
         eval_dataset = sft_rows(handle, val_prompts, [e.target for e in val_examples], max_target_tokens,
                                 max_prompt_tokens)
