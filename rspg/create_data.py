@@ -16,7 +16,8 @@ import argparse
 from pathlib import Path
 from typing import Sequence
 
-from data.cli import parse_args, run, writable_file
+from data.cli import add_dataclass_arguments, from_args, parse_args, run, writable_file
+from lamp_rag.options import InputOptions
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -30,8 +31,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--metric", required=True,
                         help="the label metric, as named in the feedback: accuracy, mae, rouge-1, rouge-L "
                              "(case-insensitive: rouge-l works)")
-    parser.add_argument("--limit", type=int, default=None,
-                        help="only the first N questions (the scorer's --limit)")
+    add_dataclass_arguments(parser, InputOptions, "data")    # --limit, as the scorer's
     return parser
 
 
@@ -44,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from rspg.selection_data import build_records, resolve_metric, retriever_names
 
     task, _ = read_golds(args.task_outputs_addr)
-    examples = load_examples(args.task_inputs_addr, args.task_outputs_addr, task=task, limit=args.limit)
+    examples = load_examples(args.task_inputs_addr, args.task_outputs_addr, task=task, limit=from_args(InputOptions, args).limit)
     feedbacks = [read_feedback(location) for location in args.retrivers_data_addr]
     _, first = feedbacks[0]
     metric = resolve_metric(args.metric, list(next(iter(first.values()))["metric"]) if first else [])
