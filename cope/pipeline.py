@@ -26,7 +26,7 @@ from cope.data import User, item_prompt, item_target, query_prompt
 from data.errors import InputError, input_error
 from data.fingerprint import fingerprint, fingerprint_parts
 from data.io import read_json
-from lm.loading import resolve_device
+from lm.loading import resolve_device, save_model_folder
 from lm.vllm_backend import vllm_available
 from runtime.generation import postprocess
 from runtime.run_folder import PREDICTIONS_FILE, write_scores
@@ -108,19 +108,13 @@ def load_sampling_model(model_options, root: Path):
     """The TAM to sample pseudo-negatives from: vLLM when it is installed and a GPU is there (the merged TAM
     saved once as a full-model folder, which vLLM serves), else the merged Hugging Face model."""
     import dataclasses
-    import os
-    import tempfile
 
     handle, stamp = load_task_model(model_options, root)
     if model_options.backend == "hf" or not vllm_available() or resolve_device(model_options.device).type != "cuda":
         return handle, stamp
     folder = root / MERGED_TAM_DIR / stamp
     if not (folder / "config.json").is_file():
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{stamp}."))
-        handle.model.save_pretrained(staging)
-        handle.tokenizer.save_pretrained(staging)
-        os.replace(staging, folder)       # the folder appears complete or not at all
+        save_model_folder(handle, folder)
     del handle                            # one copy of the weights: vLLM's
     return dataclasses.replace(model_options, model_name=str(folder)).load(backend="vllm"), stamp
 

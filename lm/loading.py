@@ -174,13 +174,20 @@ def convert_gguf(gguf_path: str | Path, output_dir: str | Path, force: bool = Fa
     import torch
 
     handle = load_model(gguf_path, device="cpu", dtype=torch.float32, backend="hf")
+    return save_model_folder(handle, output_dir, replace=force)
+
+
+def save_model_folder(handle, output_dir: str | Path, replace: bool = False) -> Path:
+    """Save the handle's model and tokenizer as a full model folder that appears complete or not at all
+    (written beside it, then renamed); a folder another process finished first is kept unless ``replace``."""
+    output_dir = Path(output_dir)
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=output_dir.parent, prefix=f".{output_dir.name}.tmp-"))
     staging.chmod(0o755)   # mkdtemp makes it private; the cache may be shared
     try:
         handle.model.save_pretrained(staging)
         handle.tokenizer.save_pretrained(staging)
-        _move_into_place(staging, output_dir, force)
+        _move_into_place(staging, output_dir, replace)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return output_dir
