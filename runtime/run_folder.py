@@ -7,6 +7,7 @@
         generations.jsonl  {"id", "key", "output"}: raw outputs of finished batches, the resume log
         predictions.json   LaMP gold format {"task", "golds": [{"id", "output"}]}
         scores.json        the eval report {<metric>: value, ..., "task", "num_examples", ...}
+        training.json      {"trainable_parameters": N, ...} of a run that trained weights (write_training_info)
 
 A folder with a ``scores.json`` is one row of ``eval.report``; nothing else in it is method-specific.
 """
@@ -27,6 +28,7 @@ PROMPTS_FILE = "prompts.jsonl"
 GENERATIONS_FILE = "generations.jsonl"
 PREDICTIONS_FILE = "predictions.json"
 SCORES_FILE = "scores.json"
+TRAINING_FILE = "training.json"
 
 
 def write_run_config(output_dir: str | os.PathLike, args, method: str, **extra) -> Path:
@@ -59,3 +61,13 @@ def write_scores_report(output_dir: str | os.PathLike, report: Mapping[str, Any]
     path = atomic_write_json(Path(output_dir) / SCORES_FILE, report)
     print(f"scores: {path}")
     return metric_values(report)
+
+
+def trainable_parameters(model) -> int:
+    """Number of parameters a training run updates (``requires_grad``): the LoRA weights of a PEFT model."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def write_training_info(output_dir: str | os.PathLike, trainable: int, **extra) -> Path:
+    """training.json of a run that trained weights: what the leaderboard reports as its trainable parameters."""
+    return atomic_write_json(Path(output_dir) / TRAINING_FILE, {"trainable_parameters": int(trainable), **extra})
