@@ -10,7 +10,7 @@ What is reproduced, and where it departs from the study's code:
 * ``--retrieval_id``: ``BM25`` top-k of the user's own profile with the study's BM25 (below); ``Random``
   k items of the own profile; ``Full_Random`` k items pooled from k users drawn (with replacement,
   weighted by profile size) from the train+eval users; ``RanBM25`` the study's BM25 over a pseudo-profile
-  of S items pooled from S such users (S from :data:`PSEUDO_PROFILE_SIZES`); ``Mixed`` the items of one
+  of S items pooled from S such users (S: the registry's ``study_pseudo_profile_size``); ``Mixed`` the items of one
   retrieval with the output field of another's, zipped (``both`` ablation only).
 * The study's BM25 is not rank_bm25's: idf = ln((N - df + 0.5) / (df + 0.5) + 1), each distinct query term
   once, multiplied by its count in the query (tf_q); ties keep profile order. Query: the registry's, except
@@ -28,7 +28,7 @@ What is reproduced, and where it departs from the study's code:
 * Prompts are the study's own templates (``study_*`` in data.tasks, spec A6), not the official LaMP
   prompt: ``both`` cuts every item to its share of the profile budget, ``only_output`` / ``decouple``
   cut the block of outputs as a whole; see :func:`data.prompts.build_study_prompt`.
-* LaMP_2 keeps the checkpoint with the best F1 as the study did (:data:`STUDY_BEST_METRICS`).
+* LaMP_2 keeps the checkpoint with the best F1 as the study did (the registry's ``study_best_metric``).
 * ``--retrieval_order``: ``start`` (best first), ``end`` (reversed), ``middle`` (best in the centre, see
   :func:`middle_order`), ``random`` (each list shuffled by ``random.Random(seed)``, so equally long lists
   get the same permutation; applied with ``both`` only, as the study's ablation prompts ignore it).
@@ -57,13 +57,6 @@ ORDERS = ("start", "end", "middle", "random")
 # The prompt template (data.tasks) of each ablation; decouple differs from only_output in retrieval only.
 ABLATION_TEMPLATES = {"both": "study_both", "only_input": "study_only_input", "only_output": "study_only_output",
                       "decouple": "study_only_output"}
-# Where the study picked the best checkpoint by another metric than the LaMP reference (spec A8:
-# metric_for_best_model), by task; every other task selects by the registry's best_metric.
-STUDY_BEST_METRICS = {"LaMP_2": "f1"}
-# The study's AVG table: the average profile size per task, the size of RanBM25's pseudo-profiles
-# (spec A4). Tasks the study did not run use the mean profile size of the run's own pool.
-PSEUDO_PROFILE_SIZES = {"LaMP_1": 91, "LaMP_2": 159, "LaMP_3": 188, "LaMP_4": 287, "LaMP_5": 90, "LaMP_6": 81,
-                        "LaMP_7": 18}
 _QUOTED = re.compile(r'"(.*?)"')
 
 T = TypeVar("T")
@@ -196,7 +189,7 @@ def prompt_template(spec: TaskSpec, ablation: str) -> str:
 
 def study_task(spec: TaskSpec) -> TaskSpec:
     """The task as the study trains it: its checkpoint-selection metric where the study differs (LaMP_2: F1)."""
-    metric = STUDY_BEST_METRICS.get(spec.name)
+    metric = spec.study_best_metric
     return spec if metric is None else replace(spec, best_metric=metric)
 
 
@@ -311,7 +304,7 @@ class StudySelector:
         self.rng = random.Random(f"{settings.random_seed}:{stream}")
         self.profiles = [example.profile for example in pool]
         self.cum_weights = list(accumulate(len(profile) for profile in self.profiles))
-        self.pseudo_size = settings.pseudo_profile_size or PSEUDO_PROFILE_SIZES.get(spec.name)
+        self.pseudo_size = settings.pseudo_profile_size or spec.study_pseudo_profile_size
         if self.pseudo_size is None:
             self.pseudo_size = max(1, round(self.cum_weights[-1] / len(self.profiles))) if self.profiles else 1
 

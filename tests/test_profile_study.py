@@ -19,7 +19,7 @@ from data.tasks import get_task
 from eval.scoring import metric_values
 from lamp_rag import profile_study
 from lamp_rag.retrieval import map_term_statistics
-from lamp_rag.study import (PSEUDO_PROFILE_SIZES, StudySelector, StudySettings, apply_order, guarded_profile,
+from lamp_rag.study import (StudySelector, StudySettings, apply_order, guarded_profile,
                             middle_order, prompt_template, resolve_k, result_dir, study_bm25_scores,
                             study_document, study_prompts, study_query, study_task, target_window)
 
@@ -159,8 +159,10 @@ def test_random_and_ranbm25_draw_from_the_right_profiles():
     ranbm25 = StudySelector(spec, StudySettings(retrieval_id="RanBM25", k=2, pseudo_profile_size=5), pool, "dev")
     assert ranbm25.pseudo_size == 5
     assert all(len(items) == 2 and {i["id"] for i in items} <= pooled_ids for items in ranbm25.select(dev))
-    assert StudySelector(spec, StudySettings(retrieval_id="RanBM25"), pool, "dev").pseudo_size == \
-        PSEUDO_PROFILE_SIZES["LaMP_4"]
+    assert StudySelector(spec, StudySettings(retrieval_id="RanBM25"), pool, "dev").pseudo_size == 287  # spec A4's AVG
+    # A task without the study's size uses the mean profile size of the pool.
+    assert StudySelector(get_task("LongLaMP_2"), StudySettings(retrieval_id="RanBM25"), pool, "dev").pseudo_size == \
+        round(sum(len(example.profile) for example in pool) / len(pool))
 
 
 def test_mixed_zips_items_of_one_retrieval_with_outputs_of_another():

@@ -106,6 +106,10 @@ class TaskSpec:
     items_have_ids: bool = True                     # False: released items lack "id"; the loader makes them
     user_id_required: bool = False                  # every record names its user (user_id_field)
     legacy_names: tuple[str, ...] = ()              # names older files use for this task (told by labels)
+    # The user-profile role study (spec profile_study): its checkpoint metric where it differs from
+    # best_metric (A8), and its AVG profile size, the size of RanBM25's pseudo-profiles (A4).
+    study_best_metric: str | None = None
+    study_pseudo_profile_size: int | None = None
     version: int = 1
 
     def query(self, input_text: str) -> str:

@@ -37,7 +37,7 @@ CLASSIFICATION_METRICS = dict(metrics=("accuracy", "f1"), best_metric="accuracy"
 SHORT_GENERATION_METRICS = dict(metrics=("rouge-1", "rouge-L"), best_metric="rouge-1", greater_is_better=True)
 
 register(TaskSpec(
-    name="LaMP_1", aliases=("citation", "citation_identification"), benchmark="LaMP",
+    name="LaMP_1", study_pseudo_profile_size=91, aliases=("citation", "citation_identification"), benchmark="LaMP",
     kind="classification", description="Personalized citation identification",
     input_template=CITATION_INPUT, labels=("[1]", "[2]"), query_from_quotes=True,
     item_fields=("title", "abstract"), document_fields=("title", "abstract"),
@@ -61,7 +61,7 @@ register(TaskSpec(
 ))
 
 register(TaskSpec(
-    name="LaMP_2", aliases=("LaMP_2M", "movie_tagging"), benchmark="LaMP", kind="classification",
+    name="LaMP_2", study_pseudo_profile_size=159, study_best_metric="f1", aliases=("LaMP_2M", "movie_tagging"), benchmark="LaMP", kind="classification",
     description="Personalized movie tagging (current label set)",
     input_template=MOVIE_INPUT, labels=MOVIE_TAGS, query_marker="description:",
     item_fields=("description", "tag"), document_fields=("description",),
@@ -106,7 +106,7 @@ register(TaskSpec(
 ))
 
 register(TaskSpec(
-    name="LaMP_3", aliases=("product_rating",), benchmark="LaMP", kind="regression",
+    name="LaMP_3", study_pseudo_profile_size=188, aliases=("product_rating",), benchmark="LaMP", kind="regression",
     description="Personalized product rating", input_template=RATING_INPUT,
     labels=("1", "2", "3", "4", "5"), query_marker="review:",
     item_fields=("text", "score"), document_fields=("text",),
@@ -128,7 +128,7 @@ register(TaskSpec(
 ))
 
 register(TaskSpec(
-    name="LaMP_4", aliases=("news_headline", "headline_generation"), benchmark="LaMP", kind="generation",
+    name="LaMP_4", study_pseudo_profile_size=287, aliases=("news_headline", "headline_generation"), benchmark="LaMP", kind="generation",
     description="Personalized news headline generation", input_template=HEADLINE_INPUT,
     query_marker="article:", item_fields=("title", "text"), document_fields=("title", "text"),
     item_prompt_template=HEADLINE_INPUT, item_input_field="text", item_output_field="title",
@@ -150,7 +150,7 @@ register(TaskSpec(
 ))
 
 register(TaskSpec(
-    name="LaMP_5", aliases=("scholarly_title", "scholarly_title_generation"), benchmark="LaMP",
+    name="LaMP_5", study_pseudo_profile_size=90, aliases=("scholarly_title", "scholarly_title_generation"), benchmark="LaMP",
     kind="generation", description="Personalized scholarly title generation",
     input_template=SCHOLARLY_INPUT, query_marker="paper:", item_fields=("title", "abstract"),
     document_fields=("title", "abstract"), item_prompt_template=SCHOLARLY_INPUT,
@@ -176,7 +176,7 @@ register(TaskSpec(
 ))
 
 register(TaskSpec(
-    name="LaMP_6", aliases=("email_subject", "email_subject_generation"), benchmark="LaMP",
+    name="LaMP_6", study_pseudo_profile_size=81, aliases=("email_subject", "email_subject_generation"), benchmark="LaMP",
     kind="generation", description="Personalized email subject generation (Avocado, licensed)",
     input_template=SUBJECT_INPUT, query_marker=":", item_fields=("title", "text"),
     document_fields=("text",), item_prompt_template=SUBJECT_INPUT, item_input_field="text",
@@ -190,7 +190,7 @@ register(TaskSpec(
 ))
 
 register(TaskSpec(
-    name="LaMP_7", aliases=("tweet_paraphrase", "tweet_paraphrasing"), benchmark="LaMP", kind="generation",
+    name="LaMP_7", study_pseudo_profile_size=18, aliases=("tweet_paraphrase", "tweet_paraphrasing"), benchmark="LaMP", kind="generation",
     description="Personalized tweet paraphrasing", input_template=TWEET_INPUT, query_marker=":",
     item_fields=("text",), document_fields=("text",), item_prompt_template=TWEET_INPUT,
     item_input_field=None, item_output_field="text", max_new_tokens=48, **SHORT_GENERATION_METRICS,
