@@ -92,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from curp.stage2 import load_projector
     from data.fingerprint import fingerprint
     from data.io import atomic_write_text
-    from runtime.generation import load_generations
+    from runtime.generation import GenerationLog, load_generations
     from runtime.run_folder import GENERATIONS_FILE, PROMPTS_FILE, write_run_config
 
     embeddings = load_embeddings(args.embeddings)
@@ -126,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     log_path = output_dir / GENERATIONS_FILE
     outputs = load_generations(log_path, keys)
     pending = [r for r, e in enumerate(examples) if e.id not in outputs]
-    with open(log_path, "a", encoding="utf-8") as log_file, \
+    with GenerationLog(log_path) as log_file, \
             tqdm(total=len(examples), initial=len(examples) - len(pending), desc="curp generate", unit="ex") as bar:
         for start in range(0, len(pending), args.batch_size):
             batch = pending[start:start + args.batch_size]
@@ -134,9 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                         users[batch], pad_id, user_id, max_new_tokens, args.batch_size)
             for r, text in zip(batch, texts):
                 outputs[examples[r].id] = text
-                log_file.write(json.dumps({"id": examples[r].id, "key": keys[examples[r].id], "output": text},
-                                          ensure_ascii=False) + "\n")
-            log_file.flush()
+            log_file.append_batch([(examples[r].id, keys[examples[r].id], outputs[examples[r].id]) for r in batch])
             bar.update(len(batch))
     write_outputs(task, examples, outputs, output_dir)
     return 0

@@ -108,7 +108,7 @@ def generate_outputs(handle, ids: Sequence[str], prompts: Sequence[Prompt], outp
     pending.sort(key=lambda i: _prompt_chars(prompts[i]), reverse=True)
 
     new_tokens, seconds = 0, 0.0
-    with open(log_path, "a", encoding="utf-8") as generations, \
+    with GenerationLog(log_path) as generations, \
             tqdm(total=len(ids), initial=len(ids) - len(pending), desc=desc, unit="ex") as bar:
         for start in range(0, len(pending), batch_size):
             batch = pending[start:start + batch_size]
@@ -120,10 +120,7 @@ def generate_outputs(handle, ids: Sequence[str], prompts: Sequence[Prompt], outp
                               handle.tokenizer(texts, add_special_tokens=False)["input_ids"])
             for i, text in zip(batch, texts):
                 outputs[ids[i]] = text
-                generations.write(json.dumps({"id": ids[i], "key": keys[ids[i]], "output": text},
-                                             ensure_ascii=False) + "\n")
-            generations.flush()
-            os.fsync(generations.fileno())
+            generations.append_batch([(ids[i], keys[ids[i]], outputs[ids[i]]) for i in batch])
             bar.update(len(batch))
             bar.set_postfix(tok_s=f"{new_tokens / max(seconds, 1e-9):.1f}")
     if pending:
@@ -150,6 +147,28 @@ def generate_and_score(spec: TaskSpec, handle, examples: Sequence[Example], prom
         log.info("%d of %d examples have no gold output; not scoring", len(examples) - len(golds), len(examples))
         return {}
     return write_scores(output_dir, spec.name, golds, predictions)
+
+
+class GenerationLog:
+    """The resume log opened for appending: each finished batch is written and synced to disk at once, so a
+    killed run loses at most the batch in flight (and a torn last line, which load_generations drops)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __enter__(self) -> "GenerationLog":
+        self.file = open(self.path, "a", encoding="utf-8")
+        return self
+
+    def append_batch(self, records: Sequence[tuple[str, str, str]]) -> None:
+        """``(id, key, output)`` per finished example."""
+        self.file.write("".join(json.dumps({"id": example_id, "key": key, "output": output}, ensure_ascii=False)
+                                + "\n" for example_id, key, output in records))
+        self.file.flush()
+        os.fsync(self.file.fileno())
+
+    def __exit__(self, *exc_info) -> None:
+        self.file.close()
 
 
 def load_generations(path: Path, keys: Mapping[str, str]) -> dict[str, str]:
