@@ -46,7 +46,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--repeats", type=int, default=1,
                         help="runs per mode, alternating; the fastest of each is reported (default: %(default)s)")
     parser.add_argument("--measure", choices=MODES, default=None, help="internal: one mode in this process")
-    add_quick_argument(parser, num_queries=8, max_new_tokens=16, batch_size=8)
+    add_quick_argument(parser, num_queries=8, max_new_tokens=32, batch_size=8)
     return parser
 
 
@@ -57,10 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.measure:
         print(json.dumps(measure(args)))
         return 0
-    best = fastest_runs(__file__, list(argv if argv is not None else sys.argv[1:]), MODES, args.repeats,
-                        lambda figures: f"{figures['tokens']} tokens in {figures['seconds']:6.1f} s = "
-                                        f"{figures['tokens_per_second']:6.1f} tokens/s, peak RSS "
-                                        f"{figures['peak_rss_mb']:7.1f} MB")
+    best = fastest_runs(__file__, list(argv if argv is not None else sys.argv[1:]), MODES, args.repeats)
     plain, cd = best["plain"], best["cd"]
     summary = {"model": plain["model"], "queries": plain["queries"], "max_new_tokens": args.max_new_tokens,
                "alpha": args.alpha, "repeats": args.repeats,

@@ -6,9 +6,9 @@
 
 Two measurements. "search": the ranking step alone on seeded random 384-d vectors (a table lookup stands in
 for the encoder), ``lamp_rag.retrieval.dense_orders`` with ``dense_index`` torch (one matrix-vector product
-per question) and faiss (one IndexFlatIP per distinct profile, its questions searched together);
---questions_per_profile K lets K questions share a profile, as in time-based LaMP splits and OPPU/CoPe
-users. "sample": the whole contriever ranking of a sample questions file with the packaged MiniLM encoder:
+per question) and faiss (one IndexFlatIP per distinct profile, its questions searched together), once
+with every profile distinct and once with K = 8 questions sharing each profile, as in time-based LaMP
+splits and OPPU/CoPe users (--questions_per_profile). "sample": the whole contriever ranking of a sample questions file with the packaged MiniLM encoder:
 the reference's way, one question at a time (encode its query and profile, dot products, sort), against
 ``rank_indices(..., "contriever")`` with each index (every distinct text encoded once, in batches across
 questions). It prints questions/second, the ratios, and checks the orders: torch and faiss must give the
@@ -43,8 +43,8 @@ def make_parser() -> argparse.ArgumentParser:
                                      epilog=__doc__.split("\n\n", 1)[1])
     parser.add_argument("--questions", type=int, default=2000, help="search: questions (default: %(default)s)")
     parser.add_argument("--profile_size", type=int, default=100, help="search: items per profile (default: %(default)s)")
-    parser.add_argument("--questions_per_profile", type=int, default=1,
-                        help="search: questions sharing each profile (default: %(default)s)")
+    parser.add_argument("--questions_per_profile", type=int, nargs="+", default=[1, 8],
+                        help="search: questions sharing each profile, one measurement per value (default: 1 8)")
     parser.add_argument("--dim", type=int, default=384, help="search: vector size (default: %(default)s)")
     add_task_argument(parser, required=False)
     parser.set_defaults(task="LaMP_4")
@@ -54,7 +54,7 @@ def make_parser() -> argparse.ArgumentParser:
                         help="sample: first N questions of the file (default: all)")
     parser.add_argument("--encoder", default="default", help="sample: dense encoder (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random vectors (default: %(default)s)")
-    add_quick_argument(parser, questions=300, sample_questions=12)
+    add_quick_argument(parser, questions=1000, sample_questions=12)
     return parser
 
 
@@ -68,12 +68,12 @@ class TableEncoder:
         return self.table[[int(text) for text in texts]]
 
 
-def search(args: argparse.Namespace) -> dict:
+def search(args: argparse.Namespace, shared: int) -> dict:
+    """The ranking step alone, torch vs faiss, with ``shared`` questions per profile."""
     import torch
 
     from lamp_rag.retrieval import dense_orders
 
-    shared = args.questions_per_profile
     profiles = -(-args.questions // shared)
     table = torch.randn(args.questions + profiles * args.profile_size, args.dim,
                         generator=torch.Generator().manual_seed(args.seed))
@@ -99,10 +99,10 @@ def search(args: argparse.Namespace) -> dict:
         print(f"  {index:5s}: {seconds[index]:7.3f} s = {n / seconds[index]:9.1f} questions/s")
     print(f"  faiss {seconds['torch'] / seconds['faiss']:.2f}x torch; orders identical {identical}/{n}, "
           f"differing beyond float32 rounding: {beyond}")
-    return {"search_questions": n, "profile_size": args.profile_size, "questions_per_profile": shared,
-            "search_torch_qps": round(n / seconds["torch"], 1), "search_faiss_qps": round(n / seconds["faiss"], 1),
-            "search_faiss_over_torch": round(seconds["torch"] / seconds["faiss"], 3),
-            "search_orders_identical": identical, "search_orders_beyond_rounding": beyond}
+    return {f"search_k{shared}_torch_qps": round(n / seconds["torch"], 1),
+            f"search_k{shared}_faiss_qps": round(n / seconds["faiss"], 1),
+            f"search_k{shared}_faiss_over_torch": round(seconds["torch"] / seconds["faiss"], 3),
+            f"search_k{shared}_orders_identical": identical, f"search_k{shared}_orders_beyond_rounding": beyond}
 
 
 def one_question_at_a_time(spec, examples, encoder) -> list[list[int]]:
@@ -155,15 +155,17 @@ def sample(args: argparse.Namespace) -> dict:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_bench_args(make_parser(), argv)
-    if min(args.questions, args.profile_size, args.questions_per_profile, args.dim) < 1 or (
+    if min(args.questions, args.profile_size, *args.questions_per_profile, args.dim) < 1 or (
             args.sample_questions is not None and args.sample_questions < 1):
         raise InputError("--questions, --profile_size, --questions_per_profile, --dim and --sample_questions "
                          "must be at least 1")
-    result = {**search(args), **sample(args)}
+    result = {"search_questions": args.questions, "profile_size": args.profile_size}
+    for shared in args.questions_per_profile:
+        result.update(search(args, shared))
+    result.update(sample(args))
+    beyond = sum(result[f"search_k{shared}_orders_beyond_rounding"] for shared in args.questions_per_profile)
     print(json.dumps(result))
-    failed = result["search_orders_beyond_rounding"] or result["sample_orders_torch_equal_faiss"] != result[
-        "sample_questions"]
-    return 1 if failed else 0
+    return 1 if beyond or result["sample_orders_torch_equal_faiss"] != result["sample_questions"] else 0
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--num_clusters", type=int, default=1000)
     parser.add_argument("--iterations", type=int, default=3, help="k-means iterations timed for each version")
     parser.add_argument("--seed", type=int, default=0)
-    add_quick_argument(parser, num_points=2000, num_clusters=200, iterations=2)
+    add_quick_argument(parser, num_points=5000, num_clusters=500, iterations=2)
     return parser
 
 

@@ -58,7 +58,7 @@ def make_parser() -> argparse.ArgumentParser:
                         help="questions sharing each profile (default: %(default)s, every profile distinct)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the texts (default: %(default)s)")
     add_workers_argument(parser, "lamp_rag's bm25 (the reference is single-process)")
-    add_quick_argument(parser, questions=300)
+    add_quick_argument(parser, questions=1000)
     return parser
 
 

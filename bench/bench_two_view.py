@@ -49,7 +49,7 @@ def make_parser() -> argparse.ArgumentParser:
                         help="torch CPU threads (default: torch's choice, one per core)")
     parser.add_argument("--measure", choices=MODES, default=None,
                         help="internal: decode in this process in one mode and print its figures as JSON")
-    add_quick_argument(parser, max_new_tokens=16)
+    add_quick_argument(parser, max_new_tokens=32)
     return parser
 
 
@@ -60,11 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.measure:
         print(json.dumps(measure(args)))
         return 0
-    best = fastest_runs(__file__, list(argv if argv is not None else sys.argv[1:]), MODES, args.repeats,
-                        lambda figures: f"{figures['tokens']} tokens in {figures['seconds']:6.1f} s = "
-                                        f"{figures['tokens_per_second']:6.1f} tokens/s, peak RSS "
-                                        f"{figures['peak_rss_mb']:7.1f} MB, {figures['forward_calls']} forward "
-                                        f"calls over {figures['row_forwards']} rows in all")
+    best = fastest_runs(__file__, list(argv if argv is not None else sys.argv[1:]), MODES, args.repeats)
     plain, two_view = best["plain"], best["two_view"]
     summary = {
         "model": plain["model"], "threads": plain["threads"], "prompts": plain["prompts"],

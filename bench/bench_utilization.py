@@ -44,7 +44,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ours_num_beams", type=int, default=1, help="the scorer's default decoding: greedy")
     parser.add_argument("--batch_size", type=int, default=16, help="ours: prompts per batch (default: 16)")
     parser.add_argument("--max_new_tokens", type=int, default=None, help="default: the task's length")
-    add_quick_argument(parser, num_pairs=4, max_new_tokens=16)
+    add_quick_argument(parser, num_pairs=16, max_new_tokens=16)
     return parser
 
 

@@ -54,7 +54,8 @@ BENCHMARKS = (
               "ours / rank_bm25, questions/s (wall)", ("reference_qps", "ours_qps", "orders_beyond_ties")),
     Benchmark("bench_dense", "dense ranking: faiss vs torch vs one question at a time", "speedup",
               "faiss ranking / one question at a time (sample, MiniLM), questions/s",
-              ("reference_qps", "torch_qps", "faiss_qps", "search_faiss_over_torch", "search_orders_beyond_rounding",
+              ("reference_qps", "torch_qps", "faiss_qps", "search_k1_faiss_over_torch", "search_k8_faiss_over_torch",
+               "search_k1_orders_beyond_rounding", "search_k8_orders_beyond_rounding",
                "sample_orders_torch_equal_faiss")),
     Benchmark("bench_generate", "batched vs one-at-a-time generation", "speedup",
               "batch 16 / batch 1, tokens/s", ("batch_1_tokens_per_s", "batch_16_tokens_per_s")),
@@ -191,6 +192,20 @@ def _load_average() -> str:
     return " ".join(f"{value:.2f}" for value in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
 
 
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _uncommitted() -> bool:
+    """Whether the checkout differs from its commit (the figures then belong to no commit exactly)."""
+    try:
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
+                                capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return bool(status.stdout.strip())
+
+
 def _figure(value) -> str:
     if isinstance(value, float):
         return f"{value:g}"
@@ -218,8 +233,9 @@ def results_markdown(rows: Sequence[dict], facts: dict) -> str:
     header = [
         "# Benchmark results",
         "",
-        f"Written by `bash bench/run_all.sh{' --quick' if facts['quick'] else ''}` on {facts['date']}, "
-        f"git commit `{facts['commit']}`.",
+        f"Written by `bash bench/run_all.sh{' --quick' if facts['quick'] else ''}`, started {facts['date']}, "
+        f"finished {facts['finished']}, git commit `{facts['commit']}`"
+        + (" plus uncommitted changes." if facts["uncommitted"] else "."),
         "",
         f"Machine: {facts['cores']} cores ({facts['usable_cores']} usable), {facts['cpu']}; "
         f"OMP_NUM_THREADS={facts['omp_threads']}. Load average (1, 5, 15 min) {facts['load_before']} before and "
@@ -246,12 +262,11 @@ def main(argv: Sequence[str] | None = None, benchmarks: Sequence[Benchmark] = BE
 
         raise InputError(f"--timeout must be positive, got {args.timeout}")
     chosen = [b for b in benchmarks if not args.only or b.name in args.only]
-    facts = {"quick": args.quick, "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-             "commit": git_commit() or "unknown", "omp_threads": os.environ.get("OMP_NUM_THREADS", "unset"),
-             **machine()}
+    facts = {"quick": args.quick, "date": _now(), "commit": git_commit() or "unknown",
+             "uncommitted": _uncommitted(), "omp_threads": os.environ.get("OMP_NUM_THREADS", "unset"), **machine()}
     facts["load_before"] = facts.pop("load_average")
     rows = run_all(chosen, args.quick, args.log_dir, args.timeout, args.rerun)
-    facts["load_after"] = _load_average()
+    facts["load_after"], facts["finished"] = _load_average(), _now()
     atomic_write_text(args.output, results_markdown(rows, facts))
     config = config_path(args.output)
     write_config(config.parent, args, filename=config.name, output=str(args.output))

@@ -249,6 +249,28 @@ def test_the_faiss_index_is_used_by_default_and_only_when_chosen(tiny_encoder, f
         faiss_indexes.clear()
 
 
+def test_flat_ip_index_moves_to_the_gpu_only_when_faiss_gpu_sees_one(monkeypatch):
+    import faiss
+
+    from lamp_rag import retrieval
+
+    moved = []
+    monkeypatch.setattr(faiss, "index_cpu_to_gpu", lambda resources, device, index: moved.append(device) or index,
+                        raising=False)
+    monkeypatch.setattr(faiss, "StandardGpuResources", object, raising=False)
+    documents = np.eye(4, dtype=np.float32)
+    try:
+        for gpus, expected in ((0, []), (1, [0])):
+            monkeypatch.setattr(faiss, "get_num_gpus", lambda: gpus)
+            retrieval._gpu_resources.cache_clear()
+            index = retrieval.flat_ip_index(documents)
+            assert moved == expected and index.ntotal == 4
+        retrieval.flat_ip_index(np.ones((retrieval.GPU_MAX_K + 1, 4), np.float32))   # beyond GPU k-selection
+        assert moved == [0]
+    finally:
+        retrieval._gpu_resources.cache_clear()   # the next test sees the real faiss again
+
+
 # ----------------------------------------------------------------------------- recency and random
 
 def test_recency_orders_by_date_tuple_newest_first():
