@@ -184,7 +184,7 @@ def run_user_training(stage: Path, users: Sequence[User], train: Callable[[User,
 def decode_user(handle, spec, user: User, decoding, seed: int, contrastive: bool,
                 clean: bool = True) -> dict[str, str]:
     """The user's queries decoded with the loaded user adapter: plain, or contrasted with the TAM.
-    ``clean``: the runtime's post-processing (False: the raw new text, as scripts/bench_cope_cd.py counts it)."""
+    ``clean``: the runtime's post-processing (False: the raw new text, as bench/bench_cope_cd.py counts it)."""
     return decode_users(handle, spec, [user], [USER_ADAPTER], decoding, seed, contrastive, clean)[user.name]
 
 

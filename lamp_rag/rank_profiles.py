@@ -23,7 +23,7 @@ from typing import Sequence
 from data.cli import (ModelOptions, add_dataclass_arguments, add_task_argument, add_workers_argument, config_path,
                       from_args, parse_args, run, writable_file, write_config)
 from data.errors import InputError, input_error
-from lamp_rag.retrieval import RANKERS
+from lamp_rag.retrieval import RANKERS, RetrievalOptions
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -44,6 +44,8 @@ def make_parser() -> argparse.ArgumentParser:
                              "folder / cached hub id such as facebook/contriever (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="random: seed of the permutations")
     add_workers_argument(parser, "bm25 on large files")
+    add_dataclass_arguments(parser, RetrievalOptions, "contriever search",
+                            exclude=[name for name in RetrievalOptions.__dataclass_fields__ if name != "dense_index"])
     add_dataclass_arguments(parser, ModelOptions, "contriever model", exclude=("model_name", "dtype", "backend"))
     return parser
 
@@ -66,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         encoder = from_args(ModelOptions, args).load_encoder(args.contriever_checkpoint)
     rankings = rank_examples(spec, examples, args.ranker, use_date=args.use_date, encoder=encoder,
                              seed=args.seed, batch_size=args.batch_size,
-                             workers=args.workers)
+                             workers=args.workers, dense_index=args.dense_index)
     atomic_write_json(args.output_ranking_addr, {example.id: ranking for example, ranking
                                                  in zip(examples, rankings)})
     config = config_path(args.output_ranking_addr)

@@ -15,6 +15,8 @@ document ``spec.document(item, use_date)`` (spec lamp.md 3.2). Rankers (spec lam
   ``lm.load_encoder`` encoder; ``facebook/contriever`` is the reference model, the packaged
   all-MiniLM-L6-v2 only an offline CPU stand-in (trained for cosine, so it is used unnormalized here too,
   to keep one scoring rule). Every distinct text of a run is encoded once. Ties keep profile order.
+  Searched in a faiss ``IndexFlatIP`` per distinct profile (``dense_index="faiss"``, the default; on the GPU
+  with faiss-gpu) or in torch one question at a time (``"torch"``); both give the same rankings.
 * ``recency``: newest first by the item's date tuple (``"YYYY-MM-DD"`` or a bare year, parsed as
   ``tuple(int(x) for x in str(date).split("-"))``). Items without a date count as older than dated ones
   and keep list order among themselves, so a task without dates (LongLaMP_3/4) treats the LAST profile
@@ -49,6 +51,9 @@ from data.tasks import TaskSpec
 RANKERS = ("bm25", "contriever", "recency", "random")
 # What a prompt's items can come from: a ranker, or the reference's mix of dense ranking and recency.
 RETRIEVERS = (*RANKERS, "recency_contriever")
+# How dense scores are searched: a faiss flat inner-product index, or torch one question at a time.
+DENSE_INDEXES = ("faiss", "torch")
+DEFAULT_DENSE_INDEX = "faiss"
 BM25_K1, BM25_B, BM25_EPSILON = 1.5, 0.75, 0.25
 PARALLEL_MIN_CHUNKS = 32   # below this many chunks, worker processes cost more than they save
 CHUNK_CORPORA = 8           # corpora per Arrow call: small buffers are reused warm (64 was 1.5x slower)
@@ -290,15 +295,19 @@ def bm25_order(scores: np.ndarray) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- dense
 
+def dense_vectors(queries: Sequence[str], corpora: Sequence[Sequence[str]], encoder, batch_size: int = 64,
+                  progress: bool = False):
+    """``({text: row}, vectors [distinct texts, dim])``: every distinct text of the run (queries and documents
+    of all questions) encoded once, in length-sorted batches across questions, kept in memory."""
+    rows = {text: row for row, text in enumerate(dict.fromkeys(chain(queries, chain.from_iterable(corpora))))}
+    return rows, encoder.encode(list(rows), batch_size=batch_size, normalize=False, progress=progress)
+
+
 def dense_scores(queries: Sequence[str], corpora: Sequence[Sequence[str]], encoder, batch_size: int = 64,
                  progress: bool = False) -> list[np.ndarray]:
-    """Per question, the dot products of its documents' embeddings with the query's (unnormalized).
-
-    Every distinct text (queries and documents of all questions) is encoded once, in length-sorted
-    batches across questions; the embeddings of the run are kept in memory ([distinct texts, dim] floats).
-    """
-    rows = {text: row for row, text in enumerate(dict.fromkeys(chain(queries, chain.from_iterable(corpora))))}
-    vectors = encoder.encode(list(rows), batch_size=batch_size, normalize=False, progress=progress)
+    """Per question, the dot products of its documents' embeddings with the query's (unnormalized), one
+    question at a time in torch (the ``torch`` dense index)."""
+    rows, vectors = dense_vectors(queries, corpora, encoder, batch_size, progress)
     scores = []
     for query, corpus in zip(tqdm(queries, desc="dense scores", unit="q", disable=not progress), corpora):
         documents = vectors[[rows[text] for text in corpus]]
@@ -307,8 +316,77 @@ def dense_scores(queries: Sequence[str], corpora: Sequence[Sequence[str]], encod
 
 
 def dense_order(scores: np.ndarray) -> np.ndarray:
-    """Indices best first; equal scores keep profile order."""
+    """Indices best first; equal scores keep profile order (both dense indexes rank through this)."""
     return np.argsort(-scores, kind="stable")
+
+
+def faiss_dense_orders(queries: Sequence[str], corpora: Sequence[Sequence[str]], encoder, batch_size: int = 64,
+                       progress: bool = False) -> list[np.ndarray]:
+    """Per question, its profile indices best first, searched in a faiss flat inner-product index.
+
+    One ``IndexFlatIP`` per distinct profile holds its distinct documents, and every question asking that
+    profile (time-based LaMP splits, OPPU/CoPe users) is searched in one call (one BLAS product from 20
+    queries up). Scores are the same unnormalized dot products as :func:`dense_scores`; the order is then
+    taken from them by :func:`dense_order`, so exact ties keep profile order in both paths (faiss's own
+    order of equal scores is not specified). Repeated texts share one index row, so they tie exactly. The
+    float32 sums of faiss's kernels and torch's may differ in the last bit: two items whose scores differ
+    by that much could swap between the paths (none does on the embedded sample, see the tests).
+    """
+    rows, vectors = dense_vectors(queries, corpora, encoder, batch_size, progress)
+    matrix = np.ascontiguousarray(vectors.float().numpy())
+    askers: dict[tuple[str, ...], list[int]] = {}
+    for index, corpus in enumerate(corpora):
+        askers.setdefault(tuple(corpus), []).append(index)
+    orders = [np.zeros(0, np.int64)] * len(queries)
+    with tqdm(total=len(queries), desc="faiss search", unit="q", disable=not progress) as bar:
+        for corpus, indices in askers.items():
+            if corpus:
+                distinct = {text: position for position, text in enumerate(dict.fromkeys(corpus))}
+                index = flat_ip_index(matrix[[rows[text] for text in distinct]])
+                found_scores, found_rows = index.search(matrix[[rows[queries[i]] for i in indices]], len(distinct))
+                of_item = np.array([distinct[text] for text in corpus])
+                for question, row_scores, row_ids in zip(indices, found_scores, found_rows):
+                    scores = np.empty(len(distinct), np.float32)
+                    scores[row_ids] = row_scores
+                    orders[question] = dense_order(scores[of_item])
+            bar.update(len(indices))
+    return orders
+
+
+GPU_MAX_K = 2048   # faiss's GPU k-selection limit: larger profiles are searched on the CPU index
+
+
+def flat_ip_index(documents: np.ndarray):
+    """A faiss ``IndexFlatIP`` over ``documents`` [n, dim] float32; on the GPU when faiss-gpu sees one."""
+    import faiss
+
+    index = faiss.IndexFlatIP(documents.shape[1])
+    gpu = _gpu_resources()
+    if gpu is not None and len(documents) <= GPU_MAX_K:
+        index = faiss.index_cpu_to_gpu(gpu, 0, index)
+    index.add(documents)
+    return index
+
+
+@lru_cache(maxsize=1)
+def _gpu_resources():
+    """faiss GPU resources (made once: they hold the scratch memory), or None without faiss-gpu and CUDA."""
+    import faiss
+
+    if not hasattr(faiss, "StandardGpuResources") or faiss.get_num_gpus() < 1:
+        return None
+    return faiss.StandardGpuResources()
+
+
+def dense_orders(queries: Sequence[str], corpora: Sequence[Sequence[str]], encoder, batch_size: int = 64,
+                 progress: bool = False, dense_index: str = DEFAULT_DENSE_INDEX) -> list[np.ndarray]:
+    """Per question, its profile indices best first, by ``dense_index`` ("faiss" or "torch"): same scores,
+    same tie-break (:func:`dense_order`)."""
+    if dense_index == "faiss":
+        return faiss_dense_orders(queries, corpora, encoder, batch_size, progress)
+    if dense_index == "torch":
+        return [dense_order(s) for s in dense_scores(queries, corpora, encoder, batch_size, progress)]
+    raise ValueError(f"unknown dense index {dense_index!r}; available: {', '.join(DENSE_INDEXES)}")
 
 
 # ----------------------------------------------------------------------------- recency and random
@@ -342,8 +420,9 @@ def random_order(example: Example, seed: int) -> list[int]:
 
 def rank_indices(spec: TaskSpec, examples: Sequence[Example], ranker: str, use_date: bool = False,
                  encoder=None, seed: int = 0, batch_size: int = 64, progress: bool = True,
-                 workers: int | None = None) -> list[list[int]]:
-    """Per example, the indices of all its profile items, best first (``workers``: bm25 processes)."""
+                 workers: int | None = None, dense_index: str = DEFAULT_DENSE_INDEX) -> list[list[int]]:
+    """Per example, the indices of all its profile items, best first (``workers``: bm25 processes;
+    ``dense_index``: how contriever scores are searched, see :func:`dense_orders`)."""
     if ranker not in RANKERS:
         raise ValueError(f"unknown ranker {ranker!r}; available: {', '.join(RANKERS)}")
     if ranker == "recency":
@@ -358,21 +437,21 @@ def rank_indices(spec: TaskSpec, examples: Sequence[Example], ranker: str, use_d
         from lm import load_encoder
 
         encoder = load_encoder("default")
-    return [dense_order(s).tolist() for s in dense_scores(queries, corpora, encoder, batch_size, progress)]
+    return [order.tolist() for order in dense_orders(queries, corpora, encoder, batch_size, progress, dense_index)]
 
 
 def rank_examples(spec: TaskSpec, examples: Sequence[Example], ranker: str, use_date: bool = False,
                   encoder=None, seed: int = 0, batch_size: int = 64, progress: bool = True,
-                  workers: int | None = None) -> list[list[str]]:
+                  workers: int | None = None, dense_index: str = DEFAULT_DENSE_INDEX) -> list[list[str]]:
     """Per example, the ids of all its profile items, best first (the rank_profiles output)."""
     orders = rank_indices(spec, examples, ranker, use_date=use_date, encoder=encoder, seed=seed,
-                          batch_size=batch_size, progress=progress, workers=workers)
+                          batch_size=batch_size, progress=progress, workers=workers, dense_index=dense_index)
     return [[str(example.profile[i]["id"]) for i in order] for example, order in zip(examples, orders)]
 
 
 def select_items(spec: TaskSpec, examples: Sequence[Example], k: int, retriever: str, is_ranked: bool = False,
                  use_date: bool = False, encoder=None, seed: int = 0, batch_size: int = 64,
-                 progress: bool = True) -> list[list[Mapping]]:
+                 progress: bool = True, dense_index: str = DEFAULT_DENSE_INDEX) -> list[list[Mapping]]:
     """Per example, its top-``k`` profile items (fewer when the profile is shorter), best first.
 
     ``is_ranked``: the profiles are already ordered (merge_with_rank output), so the first ``k`` are taken
@@ -388,14 +467,14 @@ def select_items(spec: TaskSpec, examples: Sequence[Example], k: int, retriever:
             relevant = [list(range(len(example.profile))) for example in examples]
         else:
             relevant = rank_indices(spec, examples, "contriever", use_date=use_date, encoder=encoder,
-                                    batch_size=batch_size, progress=progress)
+                                    batch_size=batch_size, progress=progress, dense_index=dense_index)
         recent = rank_indices(spec, examples, "recency")
         orders = [ranked[:k // 2] + newest[:k // 2] for ranked, newest in zip(relevant, recent)]
         return [[example.profile[i] for i in order] for example, order in zip(examples, orders)]
     if is_ranked:
         return [list(example.profile[:k]) for example in examples]
     orders = rank_indices(spec, examples, retriever, use_date=use_date, encoder=encoder, seed=seed,
-                          batch_size=batch_size, progress=progress)
+                          batch_size=batch_size, progress=progress, dense_index=dense_index)
     return [[example.profile[i] for i in order[:k]] for example, order in zip(examples, orders)]
 
 
@@ -412,6 +491,9 @@ class RetrievalOptions:
                                              "(packaged all-MiniLM-L6-v2) or an HF encoder folder or cached hub id "
                                              "such as facebook/contriever", aliases=["--contriever_checkpoint"])
     use_date: bool = option(False, "append ' date: <date>' to retrieval documents")
+    dense_index: str = option(DEFAULT_DENSE_INDEX, "how dense (contriever) scores are searched: a faiss flat "
+                                                   "inner-product index (GPU with faiss-gpu and CUDA) or torch, "
+                                                   "one question at a time; same rankings", choices=DENSE_INDEXES)
 
     def needs_encoder(self) -> bool:
         return self.use_profile and (self.retriever == "recency_contriever"
@@ -434,4 +516,4 @@ class RetrievalOptions:
                 from lm import load_encoder
             encoder = load_encoder(self.retriever_model)
         return select_items(spec, examples, self.num_retrieved, self.retriever, is_ranked=self.is_ranked,
-                            use_date=self.use_date, encoder=encoder, seed=seed)
+                            use_date=self.use_date, encoder=encoder, seed=seed, dense_index=self.dense_index)

@@ -28,6 +28,7 @@ _EXPORTS = {
     "LoraOptions": "lm.adapters",
     "add_special_tokens": "lm.tokens",
     "load_encoder": "lm.encoder",
+    "resolve_encoder": "lm.encoder",
     "Encoder": "lm.encoder",
     "View": "lm.decoding",
     "BASE": "lm.adapters",

@@ -58,6 +58,16 @@ class Encoder:
         return vectors[[row_of[text] for text in texts]]
 
 
+def resolve_encoder(name: str, preferred: str) -> str:
+    """``name``, except "auto": the ``preferred`` hub id when it is in the local Hugging Face cache (the
+    reference's encoder), else "default" (the packaged all-MiniLM-L6-v2), so "auto" never downloads."""
+    if name != "auto":
+        return name
+    from huggingface_hub import try_to_load_from_cache
+
+    return preferred if isinstance(try_to_load_from_cache(preferred, "config.json"), str) else "default"
+
+
 def mean_pool(hidden, attention_mask):
     """Masked mean of the last hidden states over the real tokens (Contriever's "average" pooling)."""
     weights = attention_mask.unsqueeze(-1).to(hidden.dtype)

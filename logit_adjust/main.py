@@ -35,7 +35,7 @@ SAMPLE_COUNT = 5                                    # questions in samples.txt, 
 
 
 def add_user_bias_arguments(parser: argparse.ArgumentParser) -> None:
-    """--token_map, --encoder and --cache_dir, shared by main, demo and scripts/bench_logit_adjust.py."""
+    """--token_map, --encoder and --cache_dir, shared by main, demo and bench/bench_logit_adjust.py."""
     parser.add_argument("--token_map", default="sbert_vocab", choices=TOKEN_MAP_CHOICES,
                         help="how vocabulary tokens are scored for a user (default: %(default)s)")
     parser.add_argument("--encoder", default="default",

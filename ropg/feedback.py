@@ -23,6 +23,7 @@ from data.errors import input_error
 from data.io import atomic_write_json, read_json
 from data.records import Example
 from data.tasks import TaskSpec
+from lamp_rag.retrieval import DEFAULT_DENSE_INDEX, rank_indices
 
 SHARD_FILE = re.compile(r"scores_(\d+)_(-?\d+)\.json")
 
@@ -43,21 +44,21 @@ def pair_key(question_id, item_id) -> str:
 
 
 def candidate_orders(spec: TaskSpec, examples: Sequence[Example], profile_size: int, ranker: str,
-                     is_ranked: bool = False, use_date: bool = False, encoder=None) -> list[list[int]]:
+                     is_ranked: bool = False, use_date: bool = False, encoder=None,
+                     dense_index: str = DEFAULT_DENSE_INDEX) -> list[list[int]]:
     """Per question, the profile indices of its top-``profile_size`` items, best first (``is_ranked``: the
     file's own profile order, as the reference reads a merge_with_rank file)."""
     if is_ranked:
         return [list(range(min(profile_size, len(example.profile)))) for example in examples]
-    from lamp_rag.retrieval import rank_indices
-
-    orders = rank_indices(spec, examples, ranker, use_date=use_date, encoder=encoder)
+    orders = rank_indices(spec, examples, ranker, use_date=use_date, encoder=encoder, dense_index=dense_index)
     return [order[:profile_size] for order in orders]
 
 
 def candidate_pairs(spec: TaskSpec, examples: Sequence[Example], profile_size: int, ranker: str = "bm25",
-                    is_ranked: bool = False, use_date: bool = False, encoder=None) -> list[Pair]:
+                    is_ranked: bool = False, use_date: bool = False, encoder=None,
+                    dense_index: str = DEFAULT_DENSE_INDEX) -> list[Pair]:
     """The flattened (question, item) pairs the scorer generates for, questions in file order."""
-    orders = candidate_orders(spec, examples, profile_size, ranker, is_ranked, use_date, encoder)
+    orders = candidate_orders(spec, examples, profile_size, ranker, is_ranked, use_date, encoder, dense_index)
     return [Pair(example, example.profile[index], rank)
             for example, order in zip(examples, orders) for rank, index in enumerate(order)]
 

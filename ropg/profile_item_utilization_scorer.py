@@ -83,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if retrieval.retriever == "contriever" and not retrieval.is_ranked:
         encoder = model.load_encoder(retrieval.retriever_model)
     pairs = candidate_pairs(spec, examples, args.profile_size, retrieval.retriever, retrieval.is_ranked,
-                            retrieval.use_date, encoder)
+                            retrieval.use_date, encoder, retrieval.dense_index)
     selected = [pairs[i] for i in shard_range(len(pairs), args.start_index, args.end_index)]
     # Each shard resumes in its own folder: the runtime's resume log drops lines of ids it was not given.
     shard_dir = args.output_dir / f"shard_{args.start_index}_{args.end_index}"

@@ -22,7 +22,7 @@ from data.cli import add_task_argument, writable_dir
 from data.errors import InputError, input_error
 from data.records import Example
 from data.tasks import TaskSpec
-from lm.encoder import mean_pool
+from lm.encoder import mean_pool, resolve_encoder
 
 log = logging.getLogger("lampkit.ropg")
 
@@ -153,16 +153,6 @@ def batch_scores(model, input_ids, attention_mask, mask):
 
 # ----------------------------------------------------------------------------- model and checkpoints
 
-def resolve_encoder(model_path: str) -> str:
-    """'auto': facebook/contriever when it is in the local HF cache, else the packaged MiniLM ('default')."""
-    if model_path != "auto":
-        return model_path
-    from huggingface_hub import try_to_load_from_cache
-
-    cached = try_to_load_from_cache(CONTRIEVER, "config.json")
-    return CONTRIEVER if isinstance(cached, str) else "default"
-
-
 def save_checkpoint(folder: Path, encoder, max_length: int, state: dict) -> Path:
     """An HF encoder folder (weights, tokenizer, max_seq_length for lm.load_encoder) plus the training state,
     written beside and renamed into place, then pointed to by ``latest``."""
@@ -247,7 +237,7 @@ def train(args, objective: Callable, objective_name: str) -> Path | None:
     checkpoints = args.checkpoint_dir / args.name / "checkpoint"
     latest = checkpoints / "latest"
     resume = latest.is_dir() and (latest / STATE_FILE).is_file()
-    source = str(latest.resolve()) if resume else resolve_encoder(args.model_path)
+    source = str(latest.resolve()) if resume else resolve_encoder(args.model_path, CONTRIEVER)
     encoder = load_encoder(source, device=dist.device)
     max_length = min(filter(None, (args.max_doc_length, encoder.max_length)))
     model = encoder.model.train()

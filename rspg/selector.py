@@ -62,25 +62,12 @@ class Selector(nn.Module):
         return folder
 
 
-def resolve_encoder(name: str) -> str:
-    """"auto": Longformer when it is in the local HF cache, else the packaged MiniLM (lm.packaged)."""
-    if name != "auto":
-        return name
-    from huggingface_hub import try_to_load_from_cache
-
-    if isinstance(try_to_load_from_cache(LONGFORMER, "config.json"), str):
-        return LONGFORMER
-    from lm.packaged import packaged_encoder_dir
-
-    return str(packaged_encoder_dir())
-
-
 def load_selector(encoder_name: str, max_length: int = 512, device=None, seed: int = 0) -> Selector:
     """A fresh selector on ``encoder_name`` ("auto", "default", a folder or a cached hub id), its head
     initialized from ``seed``, or a saved one (a folder with selector.json: its head is loaded too)."""
-    from lm import load_encoder
+    from lm import load_encoder, resolve_encoder
 
-    encoder = load_encoder(resolve_encoder(encoder_name), device=device)
+    encoder = load_encoder(resolve_encoder(encoder_name, LONGFORMER), device=device)
     limit = min(max_length, encoder.max_length or max_length)
     with torch.random.fork_rng():
         torch.manual_seed(seed)

@@ -58,7 +58,7 @@ common=(--do_train --task "$TASK" --train_data "$DATA_DIR/train_questions.json"
 
 # ----------------------------------------------------------------------------- 4. rank dev profiles
 # Dense rankers see the documents as training did (with ' date: ...', the reference's ROPG documents).
-untrained=$(python -c "from ropg.training import resolve_encoder; print(resolve_encoder('$ENCODER'))")
+untrained=$(python -c "from lm import resolve_encoder; from ropg.training import CONTRIEVER; print(resolve_encoder('$ENCODER', CONTRIEVER))")
 declare -A ranker=([bm25]="--ranker bm25"
                    [dense]="--ranker contriever --use_date --contriever_checkpoint $untrained"
                    [kd]="--ranker contriever --use_date --contriever_checkpoint $OUT/checkpoints/kd/checkpoint/latest"

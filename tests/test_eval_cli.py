@@ -305,7 +305,7 @@ def test_eval_all_require_all_and_bad_zips_exit_2(zips, tmp_path):
 
 
 @pytest.mark.parametrize("script", [["-m", "eval.eval_task"], ["eval/eval_task.py"], ["-m", "eval.eval_all"],
-                                    ["eval/eval_all.py"], ["scripts/bench_eval.py"]])
+                                    ["eval/eval_all.py"], ["bench/bench_eval.py"]])
 def test_help(script):
     done = run_cli(*script, "--help")
     assert done.returncode == 0 and "usage:" in done.stdout
@@ -318,6 +318,6 @@ def test_setup_wordnet_help():
 
 
 def test_bench_eval_small_run_reports_identical_scores():
-    done = run_cli("scripts/bench_eval.py", "--num_pairs", "20", "--workers", "1", "--metrics", "rouge-1")
+    done = run_cli("bench/bench_eval.py", "--num_pairs", "20", "--workers", "1", "--metrics", "rouge-1")
     assert done.returncode == 0, done.stderr
     assert "predictions/s" in done.stdout and "identical to workers=1: yes" in done.stdout

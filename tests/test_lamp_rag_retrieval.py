@@ -16,8 +16,8 @@ from data.loaders import load_examples
 from data.records import Example
 from data.tasks import get_task, list_tasks
 from lamp_rag import merge_with_rank, rank_profiles
-from lamp_rag.retrieval import (RetrievalOptions, bm25_order, bm25_scores, dense_scores, rank_examples,
-                                recency_order, select_items)
+from lamp_rag.retrieval import (DENSE_INDEXES, RetrievalOptions, bm25_order, bm25_scores, dense_orders,
+                                dense_scores, rank_examples, rank_indices, recency_order, select_items)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = REPO_ROOT / "data" / "sample"
@@ -147,6 +147,128 @@ def test_dense_ranker_is_an_unnormalized_dot_product_encoding_each_text_once(tin
                         profile=[{"id": str(i), "title": "", "text": text} for i, text in enumerate(corpora[0])])]
     ranking = rank_examples(spec, examples, "contriever", encoder=encoder, progress=False)[0]
     assert ranking.index("0") < ranking.index("2")                # ... and ties keep profile order
+
+
+class TableEncoder:
+    """Hand-made embeddings: each text's vector is looked up in a table."""
+
+    def __init__(self, table: dict):
+        self.table = table
+
+    def encode(self, texts, **options):
+        import torch
+
+        return torch.tensor([self.table[text] for text in texts], dtype=torch.float32)
+
+
+def test_both_dense_indexes_break_exact_ties_by_profile_order():
+    # Small integers: every summation order gives the same exact float32 scores, so ties are real ties.
+    table = {"q": [1, 2, 0], "a": [2, 0, 5], "b": [0, 1, 9], "c": [2, 0, 0], "d": [4, -1, 3], "e": [0, 3, 0],
+             "p": [0, 0, 1]}
+    # scores with q: a 2, b 2, c 2, d 2, e 6, p 0; "b" repeated, so two profiles share no row layout
+    corpora = [["a", "b", "c", "e", "d", "b", "p"], ["p", "d", "c", "b", "a"], [], ["p"]]
+    queries = ["q", "q", "q", "q"]
+    expected = [[3, 0, 1, 2, 4, 5, 6], [1, 2, 3, 4, 0], [], [0]]
+    for index in DENSE_INDEXES:
+        orders = dense_orders(queries, corpora, TableEncoder(table), dense_index=index)
+        assert [order.tolist() for order in orders] == expected, index
+
+
+def test_faiss_and_torch_rank_questions_sharing_a_profile_alike():
+    import torch
+
+    generator = torch.Generator().manual_seed(0)
+    texts = [f"t{i}" for i in range(60)]
+    table = dict(zip(texts, torch.randn(60, 16, generator=generator).tolist()))
+    # 30 questions on 3 profiles: faiss searches each profile's questions in one call (BLAS from 20 up)
+    queries = texts[:30]
+    corpora = [texts[30 + 10 * (i % 3):40 + 10 * (i % 3)] + ["t0"] for i in range(30)]
+    torch_orders, faiss_orders = (dense_orders(queries, corpora, TableEncoder(table), dense_index=index)
+                                  for index in ("torch", "faiss"))
+    assert all(np.array_equal(a, b) for a, b in zip(torch_orders, faiss_orders))
+
+
+@pytest.mark.parametrize("spec", list_tasks(), ids=lambda spec: spec.name)
+def test_faiss_rankings_equal_torch_rankings_on_the_sample(spec, tiny_encoder):
+    from lm import load_encoder
+
+    encoder = load_encoder(str(tiny_encoder), device="cpu")
+    examples = load_examples(sample_questions(spec), task=spec.name)
+    rankings = {index: rank_examples(spec, examples, "contriever", encoder=encoder, progress=False,
+                                     dense_index=index) for index in DENSE_INDEXES}
+    assert rankings["faiss"] == rankings["torch"]
+
+
+@pytest.mark.realmodel
+def test_faiss_rankings_equal_torch_rankings_with_the_default_encoder(default_encoder):
+    spec = get_task("LaMP_4")
+    examples = load_examples(sample_questions(spec), task=spec.name)
+    rankings = {index: rank_examples(spec, examples, "contriever", encoder=default_encoder, progress=False,
+                                     dense_index=index) for index in DENSE_INDEXES}
+    assert rankings["faiss"] == rankings["torch"]
+
+
+@pytest.fixture
+def faiss_indexes(monkeypatch):
+    """Every faiss IndexFlatIP made from now on, with the number of vectors added to it."""
+    import faiss
+
+    made = []
+
+    class Recorded(faiss.IndexFlatIP):
+        def add(self, vectors):
+            made.append(len(vectors))
+            return super().add(vectors)
+
+    monkeypatch.setattr(faiss, "IndexFlatIP", Recorded)
+    return made
+
+
+def test_the_faiss_index_is_used_by_default_and_only_when_chosen(tiny_encoder, faiss_indexes, tmp_path):
+    from lm import load_encoder
+
+    spec = get_task("LaMP_4")
+    examples = load_examples(sample_questions(spec), task=spec.name)
+    encoder = load_encoder(str(tiny_encoder), device="cpu")
+    rank_indices(spec, examples, "contriever", encoder=encoder, progress=False, dense_index="torch")
+    assert faiss_indexes == []
+    rank_indices(spec, examples, "contriever", encoder=encoder, progress=False)
+    profiles = dict.fromkeys(tuple(spec.document(item) for item in e.profile) for e in examples)
+    assert faiss_indexes == [len(set(profile)) for profile in profiles]   # one index per distinct profile
+    # the option reaches the index through RetrievalOptions and rank_profiles' --dense_index
+    faiss_indexes.clear()
+    for index, found in (("torch", 0), ("faiss", len(examples))):
+        options = RetrievalOptions(use_profile=True, retriever="contriever", num_retrieved=2, dense_index=index)
+        options.retrieve(spec, examples, load_encoder=lambda name: encoder)
+        assert len(faiss_indexes) == found
+        faiss_indexes.clear()
+        assert rank("--task", "LaMP_4", "--ranker", "contriever", "--contriever_checkpoint", tiny_encoder,
+                    "--input_data_addr", sample_questions(spec), "--dense_index", index,
+                    "--output_ranking_addr", tmp_path / f"{index}.json") == 0
+        assert len(faiss_indexes) == found
+        faiss_indexes.clear()
+
+
+def test_flat_ip_index_moves_to_the_gpu_only_when_faiss_gpu_sees_one(monkeypatch):
+    import faiss
+
+    from lamp_rag import retrieval
+
+    moved = []
+    monkeypatch.setattr(faiss, "index_cpu_to_gpu", lambda resources, device, index: moved.append(device) or index,
+                        raising=False)
+    monkeypatch.setattr(faiss, "StandardGpuResources", object, raising=False)
+    documents = np.eye(4, dtype=np.float32)
+    try:
+        for gpus, expected in ((0, []), (1, [0])):
+            monkeypatch.setattr(faiss, "get_num_gpus", lambda: gpus)
+            retrieval._gpu_resources.cache_clear()
+            index = retrieval.flat_ip_index(documents)
+            assert moved == expected and index.ntotal == 4
+        retrieval.flat_ip_index(np.ones((retrieval.GPU_MAX_K + 1, 4), np.float32))   # beyond GPU k-selection
+        assert moved == [0]
+    finally:
+        retrieval._gpu_resources.cache_clear()   # the next test sees the real faiss again
 
 
 # ----------------------------------------------------------------------------- recency and random
@@ -445,14 +567,14 @@ def test_merge_with_rank_bad_ranking_is_one_line_and_no_output(lamp4_files, caps
 
 
 @pytest.mark.parametrize("script", ["-m lamp_rag.rank_profiles", "-m lamp_rag.merge_with_rank",
-                                    "scripts/bench_rank_bm25.py"])
+                                    "bench/bench_rank_bm25.py"])
 def test_help(script):
     out = subprocess.run([sys.executable, *script.split(), "--help"], capture_output=True, text=True, cwd=REPO_ROOT)
     assert out.returncode == 0 and "usage:" in out.stdout
 
 
 def test_bench_script_agrees_with_rank_bm25():
-    out = subprocess.run([sys.executable, "scripts/bench_rank_bm25.py", "--questions", "20", "--profile_size", "10"],
+    out = subprocess.run([sys.executable, "bench/bench_rank_bm25.py", "--questions", "20", "--profile_size", "10"],
                          capture_output=True, text=True, cwd=REPO_ROOT)
     assert out.returncode == 0, out.stderr
     assert "orders differing beyond exact score ties: 0" in out.stdout and "speedup" in out.stdout

@@ -123,8 +123,8 @@ def test_bad_device_dtype_backend_are_input_errors(tiny_causal_lm):
             load_model(tiny_causal_lm, **{"device": "cpu", **kwargs})
 
 
-@pytest.mark.parametrize("command", [["-m", "lm.convert_default"], ["scripts/bench_generate.py"],
-                                     ["scripts/bench_adapters.py"]])
+@pytest.mark.parametrize("command", [["-m", "lm.convert_default"], ["bench/bench_generate.py"],
+                                     ["bench/bench_adapters.py"]])
 def test_cli_help(command):
     result = subprocess.run([sys.executable, *command, "--help"], capture_output=True, text=True, cwd=REPO_ROOT)
     assert result.returncode == 0 and result.stdout.startswith("usage:")
@@ -495,3 +495,20 @@ def test_output_repetition_penalty_stops_loops_but_spares_the_prompt(causal):
     assert all(everywhere[i][0] != plain[i][0] for i in echoed)
     with pytest.raises(InputError, match="output_repetition_penalty"):
         causal.generate(STRING_PROMPTS, output_repetition_penalty=0.0, progress=False)
+
+
+def test_resolve_encoder_prefers_the_cached_reference_encoder_and_never_downloads(tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    from lm import resolve_encoder
+
+    revision = "0123456789abcdef0123456789abcdef01234567"
+    snapshot = tmp_path / "models--org--encoder" / "snapshots" / revision
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text("{}")
+    (tmp_path / "models--org--encoder" / "refs").mkdir()
+    (tmp_path / "models--org--encoder" / "refs" / "main").write_text(revision)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    assert resolve_encoder("auto", "org/encoder") == "org/encoder"          # in the cache: the reference's
+    assert resolve_encoder("auto", "org/missing") == "default"              # not cached: the packaged MiniLM
+    assert resolve_encoder("some/folder", "org/encoder") == "some/folder"   # anything else is kept

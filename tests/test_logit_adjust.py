@@ -361,7 +361,7 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, argv, message):
     [sys.executable, "-m", "logit_adjust.main", "--help"],
     [sys.executable, "-m", "logit_adjust.demo", "--help"],
     [sys.executable, "scripts/run_quick_experiment.py", "--help"],
-    [sys.executable, "scripts/bench_logit_adjust.py", "--help"],
+    [sys.executable, "bench/bench_logit_adjust.py", "--help"],
     ["bash", "scripts/run_experiments.sh", "--help"],
 ])
 def test_every_script_has_help(command):

@@ -325,7 +325,7 @@ def test_default_model_first_view_equals_generate():
 
 
 def run_bench(*args):
-    return subprocess.run([sys.executable, "scripts/bench_two_view.py", *map(str, args)], cwd=REPO_ROOT,
+    return subprocess.run([sys.executable, "bench/bench_two_view.py", *map(str, args)], cwd=REPO_ROOT,
                           capture_output=True, text=True)
 
 

@@ -1,7 +1,7 @@
 """Two-view decoding cost: greedy decoding with a LoRA adapter, plain vs two views (adapter vs base).
 
-    python scripts/bench_two_view.py                      # default model, 16 prompts x 64 new tokens
-    python scripts/bench_two_view.py --repeats 2 --threads 2
+    python bench/bench_two_view.py                      # default model, 16 prompts x 64 new tokens
+    python bench/bench_two_view.py --repeats 2 --threads 2
 
 plain: lm's Hugging Face generate with the adapter active. two_view: lm.decoding with the adapter view as
 expert and the base view as amateur (CoPe's contrastive combine), both views from one forward pass per
@@ -23,9 +23,10 @@ import argparse
 import json
 from typing import Sequence
 
-from data.cli import parse_args, run
+from bench.quick import add_quick_argument, parse_bench_args
+from data.cli import run
 from data.errors import InputError
-from scripts.decoding_benchmarks import fastest_runs, peak_rss_kb, reset_peak_rss
+from bench.decoding_benchmarks import fastest_runs, peak_rss_kb, reset_peak_rss
 
 MODES = ("plain", "two_view")
 ADAPTER = "user"
@@ -33,7 +34,7 @@ ADAPTER = "user"
 
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python scripts/bench_two_view.py", description=__doc__.split("\n\n")[0],
+        prog="python bench/bench_two_view.py", description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
     parser.add_argument("--model_name", default="default", help="model to load (default: %(default)s)")
     parser.add_argument("--max_new_tokens", type=int, default=64, help="default: %(default)s")
@@ -48,21 +49,18 @@ def make_parser() -> argparse.ArgumentParser:
                         help="torch CPU threads (default: torch's choice, one per core)")
     parser.add_argument("--measure", choices=MODES, default=None,
                         help="internal: decode in this process in one mode and print its figures as JSON")
+    add_quick_argument(parser, max_new_tokens=32)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(make_parser(), argv)
+    args = parse_bench_args(make_parser(), argv)
     if min(args.repeats, args.max_new_tokens, args.batch_size, args.lora_rank) < 1:
         raise InputError("--repeats, --max_new_tokens, --batch_size and --lora_rank must be at least 1")
     if args.measure:
         print(json.dumps(measure(args)))
         return 0
-    best = fastest_runs(__file__, list(argv if argv is not None else sys.argv[1:]), MODES, args.repeats,
-                        lambda figures: f"{figures['tokens']} tokens in {figures['seconds']:6.1f} s = "
-                                        f"{figures['tokens_per_second']:6.1f} tokens/s, peak RSS "
-                                        f"{figures['peak_rss_mb']:7.1f} MB, {figures['forward_calls']} forward "
-                                        f"calls over {figures['row_forwards']} rows in all")
+    best = fastest_runs(__file__, list(argv if argv is not None else sys.argv[1:]), MODES, args.repeats)
     plain, two_view = best["plain"], best["two_view"]
     summary = {
         "model": plain["model"], "threads": plain["threads"], "prompts": plain["prompts"],
@@ -88,7 +86,7 @@ def measure(args: argparse.Namespace) -> dict:
 
     from lm import BASE, ContrastiveCombine, LoraOptions, View, load_model, two_view_generate_ids  # before torch
     from lm.generation import generate_ids
-    from scripts.bench_generate import prompts
+    from bench.bench_generate import prompts
     import torch
 
     if args.threads:

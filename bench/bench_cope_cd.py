@@ -1,14 +1,14 @@
 """CoPe's contrastive decoding cost: the same user adapter decoded plain vs contrasted with the TAM.
 
-    python scripts/bench_cope_cd.py                       # default model, 16 sample queries x 32 new tokens
-    python scripts/bench_cope_cd.py --repeats 2 --max_new_tokens 64
+    python bench/bench_cope_cd.py                       # default model, 16 sample queries x 32 new tokens
+    python bench/bench_cope_cd.py --repeats 2 --max_new_tokens 64
 
 Both modes run cope.pipeline.decode_user, the code path of cope.oppu_sft inference, on the LaMP_4 sample's
 dev queries in CoPe's chat prompt: plain = greedy with the user's LoRA adapter (CoPe's shape, r 8 on q,v,
 seeded random non-zero weights so it changes the logits); cd = --is_cd, the adapter against the same model
 with the adapter off (lm.decoding two-view, one forward per step over the doubled batch). Each run is a fresh
 subprocess; tokens are the raw new texts (before the runtime's first-line cut) re-tokenized; peak memory is the resident set while decoding
-(scripts/decoding_benchmarks.py). Targets: time_ratio (seconds per token, cd over plain) <= 1.5,
+(bench/decoding_benchmarks.py). Targets: time_ratio (seconds per token, cd over plain) <= 1.5,
 memory_ratio (peak RSS, cd over plain) <= 1.1.
 """
 from __future__ import annotations
@@ -23,9 +23,10 @@ import argparse
 import json
 from typing import Sequence
 
-from data.cli import parse_args, run
+from bench.quick import add_quick_argument, parse_bench_args
+from data.cli import run
 from data.errors import InputError
-from scripts.decoding_benchmarks import fastest_runs, peak_rss_kb, reset_peak_rss
+from bench.decoding_benchmarks import fastest_runs, peak_rss_kb, reset_peak_rss
 
 MODES = ("plain", "cd")
 SAMPLE_QUERIES = Path(__file__).resolve().parent.parent / "data" / "sample" / "LaMP_4" / "dev_questions.json"
@@ -33,7 +34,7 @@ SAMPLE_QUERIES = Path(__file__).resolve().parent.parent / "data" / "sample" / "L
 
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python scripts/bench_cope_cd.py", description=__doc__.split("\n\n")[0],
+        prog="python bench/bench_cope_cd.py", description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
     parser.add_argument("--model_name", default="default", help="model to load (default: %(default)s)")
     parser.add_argument("--queries", type=Path, default=SAMPLE_QUERIES, help="LaMP_4 questions file "
@@ -45,20 +46,18 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--repeats", type=int, default=1,
                         help="runs per mode, alternating; the fastest of each is reported (default: %(default)s)")
     parser.add_argument("--measure", choices=MODES, default=None, help="internal: one mode in this process")
+    add_quick_argument(parser, num_queries=8, max_new_tokens=32, batch_size=8)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(make_parser(), argv)
+    args = parse_bench_args(make_parser(), argv)
     if min(args.repeats, args.max_new_tokens, args.batch_size, args.num_queries) < 1:
         raise InputError("--repeats, --max_new_tokens, --batch_size and --num_queries must be at least 1")
     if args.measure:
         print(json.dumps(measure(args)))
         return 0
-    best = fastest_runs(__file__, list(argv if argv is not None else sys.argv[1:]), MODES, args.repeats,
-                        lambda figures: f"{figures['tokens']} tokens in {figures['seconds']:6.1f} s = "
-                                        f"{figures['tokens_per_second']:6.1f} tokens/s, peak RSS "
-                                        f"{figures['peak_rss_mb']:7.1f} MB")
+    best = fastest_runs(__file__, list(argv if argv is not None else sys.argv[1:]), MODES, args.repeats)
     plain, cd = best["plain"], best["cd"]
     summary = {"model": plain["model"], "queries": plain["queries"], "max_new_tokens": args.max_new_tokens,
                "alpha": args.alpha, "repeats": args.repeats,

@@ -1,12 +1,13 @@
 """Throughput of the long-text metrics (ROUGE + METEOR) with one worker process and with all of them.
 
-    python scripts/bench_eval.py                       # 10,000 LongLaMP-length pairs, rouge-1 rouge-L meteor
-    python scripts/bench_eval.py --num_pairs 1000 --workers 2 --metrics rouge-L
+    python bench/bench_eval.py                       # 10,000 LongLaMP-length pairs, rouge-1 rouge-L meteor
+    python bench/bench_eval.py --num_pairs 1000 --workers 2 --metrics rouge-L
 
 The pairs are synthetic and deterministic (seeded): references of 150-300 words in sentences, and
 predictions that keep, inflect, replace, drop or insert words of their reference, so ROUGE and METEOR land
 in the middle of their range and METEOR's stem and WordNet-synonym matching is exercised. Both runs must
-give identical per-example scores; the script says so and prints predictions/second for each.
+give identical per-example scores; the script says so and prints predictions/second for each. The last
+line is JSON (speedup: all workers over one).
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ if __package__ in (None, ""):  # run as a file: make the repository importable
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 import argparse
+import json
 import os
 import random
 import time
@@ -24,7 +26,8 @@ from typing import Sequence
 
 import numpy as np
 
-from data.cli import parse_args, run
+from bench.quick import add_quick_argument, parse_bench_args
+from data.cli import run
 from eval.metrics import example_stats
 
 TASK = "LongLaMP_2"
@@ -71,7 +74,7 @@ def _sentences(words: list[str], rng: random.Random) -> str:
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python scripts/bench_eval.py", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python bench/bench_eval.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--num_pairs", type=int, default=10_000, help="default: %(default)s")
     parser.add_argument("--workers", type=int, default=os.cpu_count(),
@@ -79,6 +82,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--metrics", nargs="+", default=["rouge-1", "rouge-L", "meteor"],
                         help="default: %(default)s")
     parser.add_argument("--seed", type=int, default=0)
+    add_quick_argument(parser, num_pairs=400)
     return parser
 
 
@@ -90,7 +94,7 @@ def timed_stats(predictions: list[str], references: list[str], metrics: list[str
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(make_parser(), argv)
+    args = parse_bench_args(make_parser(), argv)
     predictions, references = synthetic_pairs(args.num_pairs, args.seed)
     mean_words = np.mean([len(reference.split()) for reference in references])
     print(f"{args.num_pairs} synthetic pairs, {mean_words:.0f} words per reference on average "
@@ -104,6 +108,10 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"workers=1: {'yes' if identical else 'NO'}")
     means = ", ".join(f"{name} {values.mean():.4f}" for name, values in serial.items())
     print(f"means: {means}")
+    print(json.dumps({"num_pairs": args.num_pairs, "metrics": args.metrics, "workers": args.workers,
+                      "serial_predictions_per_s": round(args.num_pairs / serial_seconds, 1),
+                      "parallel_predictions_per_s": round(args.num_pairs / parallel_seconds, 1),
+                      "speedup": round(serial_seconds / parallel_seconds, 3), "identical": identical}))
     return 0 if identical else 1
 
 

@@ -1,38 +1,42 @@
 """Balanced k-means (curp.kmeans): the vectorized conflict-round version vs the per-cluster loop.
 
-    python scripts/bench_kmeans.py                      # 10,000 x 384 points, K = 1,000, 3 iterations each
-    python scripts/bench_kmeans.py --iterations 10
+    python bench/bench_kmeans.py                      # 10,000 x 384 points, K = 1,000, 3 iterations each
+    python bench/bench_kmeans.py --iterations 10
 
 Both run the same number of iterations from the same start (identical capacities N // K); the figure is
 seconds per iteration. The last line is JSON.
 """
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a file: make the repository importable
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
 import argparse
 import json
-import sys
 import time
-from pathlib import Path
 from typing import Sequence
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from data.cli import parse_args, run  # noqa: E402
+from bench.quick import add_quick_argument, parse_bench_args
+from data.cli import run
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python scripts/bench_kmeans.py", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python bench/bench_kmeans.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--num_points", type=int, default=10000)
     parser.add_argument("--dim", type=int, default=384)
     parser.add_argument("--num_clusters", type=int, default=1000)
     parser.add_argument("--iterations", type=int, default=3, help="k-means iterations timed for each version")
     parser.add_argument("--seed", type=int, default=0)
+    add_quick_argument(parser, num_points=5000, num_clusters=500, iterations=2)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(make_parser(), argv)
+    args = parse_bench_args(make_parser(), argv)
     import torch
 
     from curp.kmeans import balanced_kmeans, balanced_kmeans_reference, initial_centroids

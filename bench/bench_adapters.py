@@ -1,7 +1,7 @@
 """16 users' LoRA adapters on one base model: one mixed batch versus one adapter at a time.
 
-    python scripts/bench_adapters.py                      # default model, 16 users, 32 new tokens
-    python scripts/bench_adapters.py --max_new_tokens 64 --repeats 3 --threads 2
+    python bench/bench_adapters.py                      # default model, 16 users, 32 new tokens
+    python bench/bench_adapters.py --max_new_tokens 64 --repeats 3 --threads 2
 
 Every user gets an adapter with random non-zero LoRA B weights (so the adapters really differ) on the
 q/v projections of ONE copy of the base model. "mixed" generates the 16 users' prompts greedily in one
@@ -23,13 +23,14 @@ import json
 import time
 from typing import Sequence
 
-from data.cli import parse_args, run
+from bench.quick import add_quick_argument, parse_bench_args
+from data.cli import run
 from data.errors import InputError
 
 
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python scripts/bench_adapters.py", description=__doc__.split("\n\n")[0],
+        prog="python bench/bench_adapters.py", description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
     parser.add_argument("--model_name", default="default", help="model to load (default: %(default)s)")
     parser.add_argument("--users", type=int, default=16, help="users = adapters = prompts (default: %(default)s)")
@@ -39,18 +40,19 @@ def make_parser() -> argparse.ArgumentParser:
                         help="timed runs of each way, best one reported (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: torch's choice, one per core)")
+    add_quick_argument(parser, users=8, max_new_tokens=16)
     return parser
 
 
 def user_prompts(count: int) -> list[str]:
-    from scripts.bench_generate import prompts    # the same 16 headline prompts as bench_generate
+    from bench.bench_generate import prompts    # the same 16 headline prompts as bench_generate
 
     topics = prompts()
     return [topics[user % len(topics)] for user in range(count)]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(make_parser(), argv)
+    args = parse_bench_args(make_parser(), argv)
     if min(args.users, args.repeats, args.max_new_tokens, args.lora_r) < 1:
         raise InputError("--users, --repeats, --max_new_tokens and --lora_r must be at least 1")
     import torch

@@ -1,7 +1,7 @@
 """ROPG feedback throughput: the same (question, item) pairs scored the reference's way and ours.
 
-    python scripts/bench_utilization.py                              # 64 pairs of the LaMP_4 sample, default LM
-    python scripts/bench_utilization.py --num_pairs 16 --ours_num_beams 4
+    python bench/bench_utilization.py                              # 64 pairs of the LaMP_4 sample, default LM
+    python bench/bench_utilization.py --num_pairs 16 --ours_num_beams 4
 
 Reference way (spec lamp.md 8.1): one pair per generate call, beam search with 4 beams. Ours
 (ropg.profile_item_utilization_scorer): all pairs in one ``handle.generate`` call, length-sorted batches of
@@ -24,14 +24,15 @@ import json
 import time
 from typing import Sequence
 
-from data.cli import parse_args, run
+from bench.quick import add_quick_argument, parse_bench_args
+from data.cli import run
 from data.errors import InputError
 
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample" / "LaMP_4"
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python scripts/bench_utilization.py", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python bench/bench_utilization.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", default="LaMP_4")
     parser.add_argument("--questions", type=Path, default=SAMPLE / "train_questions.json")
@@ -43,11 +44,12 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ours_num_beams", type=int, default=1, help="the scorer's default decoding: greedy")
     parser.add_argument("--batch_size", type=int, default=16, help="ours: prompts per batch (default: 16)")
     parser.add_argument("--max_new_tokens", type=int, default=None, help="default: the task's length")
+    add_quick_argument(parser, num_pairs=16, max_new_tokens=16)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(make_parser(), argv)
+    args = parse_bench_args(make_parser(), argv)
     if min(args.num_pairs, args.profile_size, args.batch_size) < 1:
         raise InputError("--num_pairs, --profile_size and --batch_size must be at least 1")
     from lm import load_model   # first: lm sets the OpenMP wait policy that torch reads at import

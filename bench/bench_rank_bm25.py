@@ -1,9 +1,9 @@
 """Throughput of lamp_rag's vectorized BM25 against rank_bm25 0.2.2 built per question (the reference).
 
-    python scripts/bench_rank_bm25.py                      # 2,000 questions x 100-item profiles, synthetic text
-    python scripts/bench_rank_bm25.py --text gitlamp       # real commit text (../shared/data/gitlamp)
-    python scripts/bench_rank_bm25.py --questions 200      # a quick run
-    python scripts/bench_rank_bm25.py --questions_per_profile 8   # users asking several questions
+    python bench/bench_rank_bm25.py                      # 2,000 questions x 100-item profiles, synthetic text
+    python bench/bench_rank_bm25.py --text gitlamp       # real commit text (../shared/data/gitlamp)
+    python bench/bench_rank_bm25.py --questions 200      # a quick run
+    python bench/bench_rank_bm25.py --questions_per_profile 8   # users asking several questions
 
 Reference, per question: ``BM25Okapi([d.split() for d in profile]).get_scores(query.split())`` and
 ``np.argsort(scores)[::-1]``, the order of rank_profiles / get_top_n. Ours: ``lamp_rag.retrieval.bm25_scores``
@@ -12,7 +12,7 @@ CPU time counts the workers). Both timings include tokenization. Synthetic text 
 Zipf-distributed words (some capitalized or followed by "," / ".") from a seeded vocabulary, 20-150 tokens
 per document and 30-150 per query, like LaMP_4/5 articles and abstracts; --text gitlamp samples each
 profile from the ~9,000 real gitlamp commits (texts repeat across profiles, profiles do not). It prints both
-throughputs (questions/second, wall and CPU time), the speedup, and checks the orders: the number of
+throughputs (questions/second, wall and CPU time), the speedup, and checks the orders (last line: JSON): the number of
 questions whose order differs from the reference's beyond exact score ties must be 0.
 --questions_per_profile K gives groups of K questions one profile, as in time-based LaMP splits and
 OPPU/CoPe user files: ours tokenizes each distinct profile once, the reference rebuilds it per question.
@@ -34,7 +34,8 @@ from typing import Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from data.cli import REPO_ROOT, add_workers_argument, parse_args, run
+from bench.quick import add_quick_argument, parse_bench_args
+from data.cli import REPO_ROOT, add_workers_argument, run
 from data.errors import InputError
 from data.parallel import default_workers
 from lamp_rag.retrieval import bm25_order, bm25_scores
@@ -47,7 +48,7 @@ VARIANT_WEIGHTS = (0.8, 0.08, 0.07, 0.05)
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python scripts/bench_rank_bm25.py", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python bench/bench_rank_bm25.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--questions", type=int, default=2000, help="questions (default: %(default)s)")
     parser.add_argument("--profile_size", type=int, default=100, help="items per profile (default: %(default)s)")
@@ -57,6 +58,7 @@ def make_parser() -> argparse.ArgumentParser:
                         help="questions sharing each profile (default: %(default)s, every profile distinct)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the texts (default: %(default)s)")
     add_workers_argument(parser, "lamp_rag's bm25 (the reference is single-process)")
+    add_quick_argument(parser, questions=1000)
     return parser
 
 
@@ -134,7 +136,7 @@ def timed(function, *args):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(make_parser(), argv)
+    args = parse_bench_args(make_parser(), argv)
     if min(args.questions, args.profile_size, args.questions_per_profile) < 1:
         raise InputError("--questions, --profile_size and --questions_per_profile must be at least 1")
     started = time.perf_counter()
@@ -165,6 +167,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"speedup: {ref_wall / our_wall:.1f}x wall, {ref_cpu / our_cpu:.1f}x CPU")
     print(f"scores bit-identical: {identical_scores}/{n}; orders identical: {identical_orders}/{n}; "
           f"orders differing beyond exact score ties: {beyond_ties}")
+    print(json.dumps({"questions": n, "profile_size": args.profile_size, "text": args.text,
+                      "questions_per_profile": shared, "workers": default_workers(args.workers),
+                      "reference_qps": round(n / ref_wall, 1), "ours_qps": round(n / our_wall, 1),
+                      "speedup": round(ref_wall / our_wall, 2), "cpu_speedup": round(ref_cpu / our_cpu, 2),
+                      "scores_identical": identical_scores, "orders_identical": identical_orders,
+                      "orders_beyond_ties": beyond_ties}))
     return 1 if beyond_ties else 0
 
 

@@ -1,11 +1,12 @@
 """Greedy generation throughput of the default LM: one prompt at a time versus batches of 16.
 
-    python scripts/bench_generate.py                         # default model, 16 prompts, 32 new tokens
-    python scripts/bench_generate.py --max_new_tokens 64 --batch_sizes 1 4 16 --threads 2 --repeats 3
+    python bench/bench_generate.py                         # default model, 16 prompts, 32 new tokens
+    python bench/bench_generate.py --max_new_tokens 64 --batch_sizes 1 4 16 --threads 2 --repeats 3
 
 Only real generated tokens count: each prompt's new tokens up to and including its first EOS; the padding
 a finished row carries while the rest of its batch goes on is not counted. One untimed warm-up call runs
-first. The target on 2 CPU cores is batch 16 at least 4x the tokens/s of batch 1.
+first. The target on 2 CPU cores is batch 16 at least 4x the tokens/s of batch 1. The last line is JSON
+(speedup: the largest batch size over the smallest).
 """
 from __future__ import annotations
 
@@ -16,10 +17,12 @@ if __package__ in (None, ""):  # run as a file: make the repository importable
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 import argparse
+import json
 import time
 from typing import Sequence
 
-from data.cli import parse_args, run
+from bench.quick import add_quick_argument, parse_bench_args
+from data.cli import run
 from data.errors import InputError
 
 TOPICS = [
@@ -44,7 +47,7 @@ TOPICS = [
 
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python scripts/bench_generate.py", description=__doc__.split("\n\n")[0],
+        prog="python bench/bench_generate.py", description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
     parser.add_argument("--model_name", default="default", help="model to load (default: %(default)s)")
     parser.add_argument("--max_new_tokens", type=int, default=32, help="default: %(default)s")
@@ -53,6 +56,7 @@ def make_parser() -> argparse.ArgumentParser:
                         help="timed runs per batch size, best one reported (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: torch's choice, one per core)")
+    add_quick_argument(parser, max_new_tokens=16)
     return parser
 
 
@@ -61,7 +65,7 @@ def prompts() -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(make_parser(), argv)
+    args = parse_bench_args(make_parser(), argv)
     if args.repeats < 1 or min(args.batch_sizes) < 1 or args.max_new_tokens < 1:
         raise InputError("--repeats, --batch_sizes and --max_new_tokens must be at least 1")
     from lm import load_model   # torch is imported here, after data.cli.run set the OpenMP wait policy
@@ -89,8 +93,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                   f"= {tokens / seconds:7.1f} tokens/s")
     print("best: " + ", ".join(f"batch {b} {rate:.1f} tokens/s" for b, rate in rates.items()))
     smallest, largest = min(rates), max(rates)
-    if largest != smallest:
-        print(f"speed-up batch {largest} vs batch {smallest}: {rates[largest] / rates[smallest]:.1f}x")
+    speedup = rates[largest] / rates[smallest]
+    print(f"speed-up batch {largest} vs batch {smallest}: {speedup:.1f}x")
+    print(json.dumps({"prompts": len(TOPICS), "max_new_tokens": args.max_new_tokens,
+                      "threads": torch.get_num_threads(), "repeats": args.repeats,
+                      **{f"batch_{b}_tokens_per_s": round(rate, 2) for b, rate in rates.items()},
+                      "speedup": round(speedup, 3)}))
     return 0
 
 

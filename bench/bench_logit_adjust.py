@@ -1,35 +1,38 @@
 """Generation time with vs without the user-bias logits processor, on the same prompts.
 
-    python scripts/bench_logit_adjust.py                     # default model, 8 prompts, batch 8, 32 tokens, greedy
-    python scripts/bench_logit_adjust.py --max_new_tokens 128 --repeats 5 --token_map unigram
+    python bench/bench_logit_adjust.py                     # default model, 8 prompts, batch 8, 32 tokens, greedy
+    python bench/bench_logit_adjust.py --max_new_tokens 128 --repeats 5 --token_map unigram
 
 Both runs suppress EOS so every prompt generates exactly --max_new_tokens tokens, and they alternate
 (without, with, without, ...) after one warm-up each, so drifting machine load hits both alike; the
 median of each is compared, as wall-clock time and as this process's CPU time (the steadier measure on a
 machine shared with other jobs). The one-off per-user bias table is timed separately.
-Target: overhead <= 10%.
+Target: overhead <= 10%. The last line is JSON (time_ratio: with over without, wall clock).
 """
 from __future__ import annotations
 
-import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
+
+if __package__ in (None, ""):  # run as a file: make the repository importable
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
+import argparse
+import json
+import statistics
+import time
 from typing import Sequence
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT))       # run as a plain script from any folder
-
-from data.cli import add_task_argument, parse_args, run  # noqa: E402
-from logit_adjust.main import add_user_bias_arguments  # noqa: E402
+from bench.quick import add_quick_argument, parse_bench_args
+from data.cli import add_task_argument, run
+from logit_adjust.main import add_user_bias_arguments
 
 TARGET_OVERHEAD = 0.10
 STEP_CALLS = 200
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python scripts/bench_logit_adjust.py",
+    parser = argparse.ArgumentParser(prog="python bench/bench_logit_adjust.py",
                                      description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_task_argument(parser, required=False)
@@ -44,11 +47,12 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads; 1 keeps timings steady on a machine shared with other jobs, "
                              "0 = torch's default (default: %(default)s)")
+    add_quick_argument(parser, repeats=2, max_new_tokens=16)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(make_parser(), argv)
+    args = parse_bench_args(make_parser(), argv)
     import torch
     from transformers import SuppressTokensLogitsProcessor
 
@@ -97,9 +101,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     tokens = len(prompts) * args.max_new_tokens
     print(f"{handle.name}: {len(prompts)} prompts, batch {args.batch_size}, greedy, {args.max_new_tokens} new tokens "
           f"each, {args.token_map} beta {args.beta:g}, {torch.get_num_threads()} threads, median of {args.repeats}")
+    ratios = {}
     for clock, column in (("wall", 0), ("cpu", 1)):
         without, with_bias = (statistics.median(run[column] for run in runs[name]) for name in ("without", "with"))
         overhead = with_bias / without - 1
+        ratios[clock] = with_bias / without
         print(f"{clock:4s} time without processor: {without:7.2f} s ({tokens / without:6.1f} tokens/s)  "
               f"runs {_fmt([run[column] for run in runs['without']])}")
         print(f"{clock:4s} time with processor:    {with_bias:7.2f} s ({tokens / with_bias:6.1f} tokens/s)  "
@@ -120,6 +126,10 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"= {per_step / model_step:.2%} of a median decoding step ({model_step * 1e3:.1f} ms wall)")
     print(f"one-off bias table for {len(profiles)} users: {precompute:.2f} s (token embeddings and user vectors "
           f"come from the disk cache after the first run)")
+    print(json.dumps({"prompts": len(prompts), "max_new_tokens": args.max_new_tokens, "token_map": args.token_map,
+                      "threads": torch.get_num_threads(), "repeats": args.repeats,
+                      "time_ratio": round(ratios["wall"], 3), "cpu_time_ratio": round(ratios["cpu"], 3),
+                      "processor_ms_per_step": round(per_step * 1e3, 4), "bias_table_s": round(precompute, 2)}))
     return 0
 
 
