@@ -140,8 +140,13 @@ def sft_user(handle, spec, user: User, options, folder: Path) -> None:
     """A fresh adapter trained on this user's history items alone, saved into ``folder``."""
     from lm.train import train_sft
 
+    from transformers import set_seed
+
     if not user.profile:
         raise InputError(f"user {user.name!r} has no history items to train an adapter on")
+    # The adapter's random start depends on the seed alone, not on the users trained before it in this
+    # process, so a user's adapter is the same whatever shard (--num_shards, torchrun rank) trains it.
+    set_seed(options.seed)
     handle.add_adapter(USER_ADAPTER, lora(USER_LORA), replace=True)
     try:
         train_sft(handle, [item_prompt(spec, item) for item in user.profile],

@@ -43,9 +43,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = from_args(CodebookOptions, args)
     embeddings = load_embeddings(args.embeddings)
     check_shapes(embeddings.vectors, options, args.embeddings)
-    accelerator = make_accelerator()
     output_dir = Path(args.output_dir)
     setup_logging(output_dir)
+    accelerator = make_accelerator()
     if accelerator.is_main_process:
         write_run_config(output_dir, args, "curp.train_codebook", encoder=embeddings.encoder,
                          num_embeddings=len(embeddings.vectors), dim=embeddings.dim)

@@ -57,9 +57,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if quantizer.embedding_dim != embeddings.dim:
         raise input_error(args.codebook, f"codebook width {quantizer.embedding_dim} but the embeddings are "
                                          f"{embeddings.dim}-d ({args.embeddings})")
-    accelerator = make_accelerator(model.device)
     output_dir = Path(args.output_dir)
     setup_logging(output_dir)
+    accelerator = make_accelerator(model.device)
     if accelerator.is_main_process:
         write_run_config(output_dir, args, "curp.train_projector", num_examples=len(examples))
     handle = model.load(backend="hf", needs_hf=True)

@@ -134,9 +134,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise InputError(f"{args.val_data}: retrievers {val_records[0]['retrievers']} differ from the "
                          f"selector's {facts['retrievers']}")
 
-    dist = processes(args.device)
     run_dir = args.checkpoint_dir / args.name
     setup_logging(run_dir)
+    dist = processes(args.device)      # under torchrun / accelerate launch: the group, this rank's device
     if dist.is_main_process:
         write_run_config(run_dir, args, "rspg", world_size=dist.world_size)
     if args.do_train:

@@ -122,11 +122,12 @@ def processes(device: str | None = None) -> Processes:
     from accelerate import PartialState
 
     wants_cpu = (device or "").startswith("cpu") or not torch.cuda.is_available()
+    joining = not PartialState._shared_state          # the first call of this process (Trainer's come later)
     state = PartialState(cpu=wants_cpu)
     chosen = torch.device(device) if device and ":" in device else state.device
     if chosen.type == "cuda":
         torch.cuda.set_device(chosen)
-    if state.num_processes > 1 and state.is_main_process:
+    if joining and state.num_processes > 1 and state.is_main_process:
         log.info("%d processes (%s backend), this one on %s", state.num_processes, state.backend, chosen)
     return Processes(state.process_index, state.num_processes, state.local_process_index, chosen)
 

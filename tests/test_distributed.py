@@ -55,20 +55,21 @@ def test_train_llm_under_torchrun_writes_one_checkpoint_of_the_single_process_fo
     assert (tmp_path / "two" / "validation" / "scores.json").is_file()
 
 
-def oppu_folder(tmp_path):
-    """A CoPe/OPPU folder: one target user and four non-target users (the TAM's training data)."""
-    def user(name, query_id):
-        return {"user_id": name, "profile": [{"id": f"{name}-0", "title": f"{name} title",
-                                              "text": f"{name} wrote about the garden."}],
-                "query": [{"id": query_id, "input": f"Generate a headline for the following article: {name} news.",
-                           "gold": f"{name} headline"}]}
+def user_record(name: str) -> dict:
+    return {"user_id": name, "profile": [{"id": f"{name}-{i}", "title": f"{name} title {i}",
+                                          "text": f"{name} wrote about the garden {i}."} for i in range(2)],
+            "query": [{"id": f"q-{name}", "input": f"Generate a headline for the following article: {name} news.",
+                       "gold": f"{name} headline"}]}
 
+
+def oppu_folder(tmp_path, targets=("alice",)):
+    """A CoPe/OPPU folder, written by hand: target users and four non-target users (the TAM's training data)."""
     folder = tmp_path / "oppu"
     folder.mkdir()
-    write(folder / "user_top_100_history.json", [user("alice", "q-alice")])
-    write(folder / "user_others.json", [user(name, f"q-{name}") for name in ("dan", "erin", "fay", "gus")])
+    write(folder / "user_top_100_history.json", [user_record(name) for name in targets])
+    write(folder / "user_others.json", [user_record(name) for name in ("dan", "erin", "fay", "gus")])
     write(folder / "user_top_100_history_label.json",
-          {"task": "LaMP_4", "golds": [{"id": "q-alice", "output": "alice headline"}]})
+          {"task": "LaMP_4", "golds": [{"id": f"q-{name}", "output": f"{name} headline"} for name in targets]})
     return folder
 
 
@@ -84,9 +85,37 @@ def test_cope_tam_under_torchrun_saves_one_adapter_of_the_single_process_format(
     assert saved_format(two / "adapter") == saved_format(one / "adapter")
     assert "adapter_model.safetensors" in saved_format(one / "adapter")["files"]
     assert sorted(p.name for p in two.iterdir()) == sorted(p.name for p in one.iterdir())
-    assert outputs[2].stdout.count("TAM adapter (4 non-target queries)") == 1
+    assert outputs[2].stdout.count("TAM adapter (4 non-target queries)") == 1    # rank 0 alone
     assert json.loads((two / "train_config.json").read_text())["world_size"] == 2
     assert "2 processes (gloo backend)" in (two / "run.log").read_text()
+
+
+def test_per_user_training_under_torchrun_shards_users_and_trains_each_alone(tiny_causal_lm, tmp_path):
+    """cope.oppu_sft under torchrun: each rank trains its own users with no process group (DDP would average
+    different users' gradients), so every adapter equals the one a single process trains."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file
+
+    data = oppu_folder(tmp_path, targets=("alice", "bob", "carol"))
+    common = ["--task_name", "news_headline", "--data_path", data, "--model_name", tiny_causal_lm, "--device", "cpu",
+              "--max_epoch", "1", "--batch_size", "1"]
+    run_module("cope.tam", [*common, "--output_dir", tmp_path / "one", "--is_train"])
+    shutil.copytree(tmp_path / "one" / "TAM", tmp_path / "two" / "TAM")        # the same TAM under both runs
+    run_module("cope.oppu_sft", [*common, "--output_dir", tmp_path / "one", "--is_train"])
+    sharded = run_module("cope.oppu_sft", [*common, "--output_dir", tmp_path / "two", "--is_train"], processes=2)
+
+    stage = "adapters/OPPU_SFT/users/{}/adapter/adapter_model.safetensors"
+    for name in ("alice", "bob", "carol"):
+        alone, together = (load_file(tmp_path / copy / stage.format(name)) for copy in ("one", "two"))
+        assert alone.keys() == together.keys()
+        assert all(torch.allclose(alone[key], together[key], atol=1e-6) for key in alone), name
+    log = (tmp_path / "two" / "adapters" / "OPPU_SFT" / "run.log").read_text()
+    assert "shard 0 of 2: 2 users" in log and "shard 1 of 2" not in log      # rank 0 alone logs at INFO
+    config = json.loads((tmp_path / "two" / "adapters" / "OPPU_SFT" / "config.json").read_text())["args"]
+    assert (config["num_shards"], config["shard_id"]) == (2, 0)              # written by rank 0, shard fixed
+    assert sharded.stdout.count("OPPU adapters: ") == 2                      # each rank ran its own loop
 
 
 # ----------------------------------------------------------------------------- the layer in one process
