@@ -80,4 +80,11 @@ def make_parser(prog: str, doc: str, *, training: bool = True, decoding: bool = 
 
 
 def parsed(args: argparse.Namespace) -> tuple[DataOptions, ModelOptions]:
+    """The data and model options; a per-user step (one with shard flags) also takes its shard of the users
+    here and, under torchrun, runs it alone (runtime.distributed.independent_workers), before any model loads.
+    The TAM, one model for all, trains with DDP instead."""
+    if hasattr(args, "num_shards"):
+        from runtime.distributed import independent_workers
+
+        independent_workers(args)
     return from_args(DataOptions, args), from_args(ModelOptions, args)

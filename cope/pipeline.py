@@ -28,6 +28,7 @@ from data.fingerprint import fingerprint, fingerprint_parts
 from data.io import read_json
 from lm.loading import resolve_device, save_model_folder
 from lm.vllm_backend import vllm_available
+from runtime.distributed import is_main_process
 from runtime.generation import postprocess
 from runtime.run_folder import PREDICTIONS_FILE, write_scores
 from runtime.users import MANIFEST_FILE, Shard, done_marker, run_users, user_folder
@@ -126,9 +127,10 @@ def train_tam(handle, spec, examples, options, folder: Path) -> dict:
     handle.add_adapter(TAM_ADAPTER, lora(TAM_LORA), replace=True)
     metrics = train_sft(handle, [query_prompt(spec, example) for example in examples],
                         [example.target for example in examples], adapter=TAM_ADAPTER, options=options)
-    # A folder cut by a kill has no matching trained.json beside it (cope.tam), so it is trained again.
-    shutil.rmtree(folder, ignore_errors=True)
-    handle.save_adapter(TAM_ADAPTER, folder)
+    if is_main_process():     # under DDP every rank holds the same adapter; rank 0 writes it
+        # A folder cut by a kill has no matching trained.json beside it (cope.tam), so it is trained again.
+        shutil.rmtree(folder, ignore_errors=True)
+        handle.save_adapter(TAM_ADAPTER, folder)
     return metrics
 
 
@@ -138,8 +140,13 @@ def sft_user(handle, spec, user: User, options, folder: Path) -> None:
     """A fresh adapter trained on this user's history items alone, saved into ``folder``."""
     from lm.train import train_sft
 
+    from transformers import set_seed
+
     if not user.profile:
         raise InputError(f"user {user.name!r} has no history items to train an adapter on")
+    # The adapter's random start depends on the seed alone, not on the users trained before it in this
+    # process, so a user's adapter is the same whatever shard (--num_shards, torchrun rank) trains it.
+    set_seed(options.seed)
     handle.add_adapter(USER_ADAPTER, lora(USER_LORA), replace=True)
     try:
         train_sft(handle, [item_prompt(spec, item) for item in user.profile],

@@ -10,7 +10,8 @@ from typing import Any
 from cope.data import User, read_users
 from cope.options import DataOptions, DecodingSettings, TrainingSettings, parsed
 from cope.pipeline import finished_run_key, load_task_model, predict_users, stage_root
-from data.cli import from_args, setup_logging
+from data.cli import from_args
+from runtime.distributed import is_main_process, setup_logging
 from runtime.run_folder import write_run_config
 from runtime.users import shard_from_args
 
@@ -34,9 +35,10 @@ def target_users(data: DataOptions) -> tuple[Any, list[User]]:
 
 
 def open_run(args: argparse.Namespace, folder: Path, **extra) -> None:
-    """Logging into ``folder``/run.log and its config.json (arguments, commit, method)."""
+    """Logging into ``folder``/run.log and its config.json (arguments, commit, method), by rank 0 alone."""
     setup_logging(folder)
-    write_run_config(folder, args, METHOD, **extra)
+    if is_main_process():
+        write_run_config(folder, args, METHOD, **extra)
 
 
 def infer(args: argparse.Namespace, stage: str, variant: str) -> dict[str, float]:

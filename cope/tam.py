@@ -9,6 +9,10 @@
 (a rerun with the same data and settings keeps it). --is_test decodes the target users' queries with the
 TAM merged into the base; <output_dir>/TAM/ is then a run folder (predictions.json, scores.json),
 resumable batch by batch.
+
+The TAM is one model trained on every non-target query, so under torchrun --nproc_per_node N (or
+accelerate launch) Trainer trains it with DDP and rank 0 alone writes the adapter, its marker and the
+configs; --is_test then decodes on rank 0 (docs/scaling.md).
 """
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ from data.cli import ModelOptions, from_args, parse_args, run, write_config
 from data.errors import InputError
 from data.fingerprint import fingerprint
 from data.io import atomic_write_json, read_json
+from runtime.distributed import is_main_process
 
 
 def make_parser():
@@ -44,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     folder = tam_folder(data.root())
     if args.is_train:
         train(args, data, model, folder)
-    if args.is_test:
+    if args.is_test and is_main_process():
         test(args, data, model, from_args(DecodingSettings, args, is_cd=False),
              from_args(TrainingSettings, args).seed)
     return 0
@@ -54,6 +59,7 @@ def train(args, data, model: ModelOptions, folder) -> None:
     from cope.data import read_others
     from cope.pipeline import TAM_LORA, train_tam
     from cope.steps import open_run, training_options
+    from runtime.distributed import processes
 
     spec, examples = read_others(data.data_path, data.task_name, data.num_others, data.max_words)
     options = training_options(args, spec)
@@ -61,16 +67,22 @@ def train(args, data, model: ModelOptions, folder) -> None:
                        "options": dataclasses.asdict(options), "data": [(e.id, e.input, e.target) for e in examples]})
     marker = folder.parent / TRAINED_FILE
     if (folder / "adapter_config.json").is_file() and marker.is_file() and read_json(marker).get("key") == key:
-        print(f"TAM already trained with these settings: {folder}")
+        if is_main_process():
+            print(f"TAM already trained with these settings: {folder}")
         return
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    marker.unlink(missing_ok=True)      # written again only once the new adapter is saved whole
+    if is_main_process():
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        marker.unlink(missing_ok=True)      # written again only once the new adapter is saved whole
     open_run(args, folder.parent)
-    write_config(folder.parent, args, filename="train_config.json", method="cope")
+    dist = processes(model.device)     # under torchrun / accelerate launch: the group, this rank's device
+    if dist.is_main_process:
+        write_config(folder.parent, args, filename="train_config.json", method="cope", world_size=dist.world_size)
     handle = model.load(backend="hf")
     metrics = train_tam(handle, spec, examples, options, folder)
-    atomic_write_json(marker, {"key": key, "examples": len(examples), "metrics": metrics})
-    print(f"TAM adapter ({len(examples)} non-target queries): {folder}")
+    if dist.is_main_process:
+        atomic_write_json(marker, {"key": key, "examples": len(examples), "metrics": metrics})
+        print(f"TAM adapter ({len(examples)} non-target queries): {folder}")
+    dist.barrier()      # the adapter is saved before any rank goes on
 
 
 def test(args, data, model: ModelOptions, decoding, seed: int) -> None:

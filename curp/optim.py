@@ -1,16 +1,13 @@
-"""What both CURP training stages share: AdamW settings, the seeded example order, checkpoint files."""
+"""What both CURP training stages share: AdamW settings, the seeded example order, result files (resume
+states are runtime.distributed.save_state / load_state)."""
 from __future__ import annotations
 
-import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
 from data.cli import option
-from data.io import atomic_open
-
-log = logging.getLogger("lampkit.curp")
 
 
 @dataclass
@@ -40,32 +37,17 @@ class OptimizerOptions:
 
 
 def make_accelerator(device: str | None = None):
-    """accelerate's Accelerator; on CPU it must be told (cpu=True), or torchrun's processes each run alone."""
+    """accelerate's Accelerator on the process group of runtime.distributed (gloo on CPU, nccl on GPU)."""
     from accelerate import Accelerator
 
-    return Accelerator(cpu=(device or "").startswith("cpu") or not torch.cuda.is_available())
+    from runtime.distributed import processes
+
+    return Accelerator(cpu=processes(device).device.type == "cpu")
 
 
 def epoch_order(count: int, seed: int, epoch: int) -> torch.Tensor:
     """A permutation of ``count`` items seeded by (seed, epoch): a resumed run repeats it without saved state."""
     return torch.randperm(count, generator=torch.Generator().manual_seed(seed * 100003 + epoch))
-
-
-def save_torch(path: Path, value) -> None:
-    with atomic_open(path, "wb") as handle:
-        torch.save(value, handle)
-
-
-def load_checkpoint(path: Path, key: str) -> dict | None:
-    """The checkpoint at ``path`` when it was made with the settings ``key``, else None (start over)."""
-    if not path.is_file():
-        return None
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if state.get("key") != key:
-        log.info("%s was made with other settings or data; starting over", path)
-        return None
-    log.info("resuming from %s at step %d", path, state["step"])
-    return state
 
 
 def load_result(path: Path, file_name: str, command: str) -> dict:

@@ -18,9 +18,10 @@ from tqdm.auto import tqdm
 
 from curp.codebook import (COLLAPSE_DIVERSITY_BOOST, LossWeights, ProductQuantizer, plot_usage, stage1_loss,
                            usage_report)
-from curp.optim import OptimizerOptions, epoch_order, load_checkpoint, load_result, save_torch
+from curp.optim import OptimizerOptions, epoch_order, load_result
 from data.cli import option
 from data.fingerprint import fingerprint
+from runtime.distributed import load_state, save_state
 from data.io import atomic_write_json
 
 log = logging.getLogger("lampkit.curp")
@@ -83,7 +84,7 @@ def train_codebook(vectors: torch.Tensor, options: CodebookOptions, optim: Optim
     """Train (or resume) and write codebook.pt, usage.json and usage.png into ``output_dir``."""
     key = settings_key(vectors, options, optim)
     checkpoint_path = output_dir / CHECKPOINT_FILE
-    state = load_checkpoint(checkpoint_path, key)
+    state = load_state(checkpoint_path, key)
     quantizer = initialized_quantizer(vectors, options, optim.seed) if state is None else \
         ProductQuantizer(vectors.shape[1], options.num_subspaces, options.codebook_size)
     optimizer = optim.adamw(quantizer.parameters())
@@ -102,7 +103,7 @@ def train_codebook(vectors: torch.Tensor, options: CodebookOptions, optim: Optim
 
     def checkpoint() -> None:
         if accelerator.is_main_process:
-            save_torch(checkpoint_path, {"key": key, "quantizer": quantizer.state_dict(), "step": step,
+            save_state(checkpoint_path, {"key": key, "quantizer": quantizer.state_dict(), "step": step,
                                          "optimizer": optimizer.state_dict(), "diversity_boost": boost,
                                          "rng": torch.get_rng_state()})
 
@@ -134,7 +135,7 @@ def train_codebook(vectors: torch.Tensor, options: CodebookOptions, optim: Optim
 
 def write_results(quantizer: ProductQuantizer, vectors: torch.Tensor, settings: dict, output_dir: Path,
                   key: str, step: int, extra: dict) -> None:
-    save_torch(output_dir / CODEBOOK_FILE, {"codebooks": quantizer.codebooks.detach().clone(), **quantizer.config(),
+    save_state(output_dir / CODEBOOK_FILE, {"codebooks": quantizer.codebooks.detach().clone(), **quantizer.config(),
                                              "key": key, "steps": step, "options": settings, **extra})
     report = usage_report(quantizer, vectors)
     atomic_write_json(output_dir / USAGE_FILE, report)

@@ -15,11 +15,12 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from curp.optim import OptimizerOptions, epoch_order, load_checkpoint, load_result, save_torch
+from curp.optim import OptimizerOptions, epoch_order, load_result
 from curp.projector import (MLPProjector, PromptSettings, add_curp_tokens, insert_user_embeddings, training_ids,
                             user_vectors)
 from data.cli import option
 from data.fingerprint import fingerprint
+from runtime.distributed import load_state, save_state
 
 log = logging.getLogger("lampkit.curp")
 
@@ -85,7 +86,7 @@ def train_projector(handle, quantizer, embeddings, examples, options: ProjectorO
                        "chat": chat, "users": fingerprint(users.numpy().tobytes()), "rows": rows})
     checkpoint_path = output_dir / CHECKPOINT_FILE
     step = 0
-    state = load_checkpoint(checkpoint_path, key)
+    state = load_state(checkpoint_path, key)
     if state is not None:
         projector.load_state_dict(state["projector"])
         optimizer.load_state_dict(state["optimizer"])
@@ -99,7 +100,7 @@ def train_projector(handle, quantizer, embeddings, examples, options: ProjectorO
 
     def checkpoint() -> None:
         if accelerator.is_main_process:
-            save_torch(checkpoint_path, {"key": key, "projector": projector.state_dict(), "step": step,
+            save_state(checkpoint_path, {"key": key, "projector": projector.state_dict(), "step": step,
                                          "optimizer": optimizer.state_dict(), "rng": torch.get_rng_state()})
 
     with tqdm(total=total_steps, initial=step, desc="stage 2", unit="step",
@@ -124,7 +125,7 @@ def train_projector(handle, quantizer, embeddings, examples, options: ProjectorO
             if step % steps_per_epoch == 0:
                 log.info("epoch %d: last loss %.4f", step // steps_per_epoch, loss.item())
     if accelerator.is_main_process:
-        save_torch(output_dir / PROJECTOR_FILE, {"projector": projector.state_dict(), **projector.dims(),
+        save_state(output_dir / PROJECTOR_FILE, {"projector": projector.state_dict(), **projector.dims(),
                                                   **asdict(settings), "steps": step, "key": key, **extra})
     return projector
 

@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 from typing import Sequence
 
-from data.cli import add_dataclass_arguments, from_args, parse_args, run, setup_logging, writable_dir
+from data.cli import add_dataclass_arguments, from_args, parse_args, run, writable_dir
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -37,15 +37,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     from curp.optim import OptimizerOptions, make_accelerator
     from curp.records import load_embeddings
     from curp.stage1 import USAGE_FILE, CodebookOptions, check_shapes, train_codebook
+    from runtime.distributed import setup_logging
     from runtime.run_folder import write_run_config
 
     options = from_args(CodebookOptions, args)
     embeddings = load_embeddings(args.embeddings)
     check_shapes(embeddings.vectors, options, args.embeddings)
-    accelerator = make_accelerator()
     output_dir = Path(args.output_dir)
+    setup_logging(output_dir)
+    accelerator = make_accelerator()
     if accelerator.is_main_process:
-        setup_logging(output_dir)
         write_run_config(output_dir, args, "curp.train_codebook", encoder=embeddings.encoder,
                          num_embeddings=len(embeddings.vectors), dim=embeddings.dim)
     train_codebook(embeddings.vectors, options, from_args(OptimizerOptions, args), output_dir, accelerator,

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Sequence
 
 from data.cli import (ModelOptions, add_dataclass_arguments, add_model_arguments, from_args, parse_args, run,
-                      setup_logging, writable_dir)
+                      writable_dir)
 from data.errors import input_error
 
 
@@ -43,6 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from curp.stage1 import load_codebook
     from curp.stage2 import PROJECTOR_FILE, ProjectorOptions, train_projector
     from lm.prompting import uses_chat
+    from runtime.distributed import setup_logging
     from runtime.run_folder import write_run_config
 
     options, model = from_args(ProjectorOptions, args), from_args(ModelOptions, args)
@@ -56,10 +57,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if quantizer.embedding_dim != embeddings.dim:
         raise input_error(args.codebook, f"codebook width {quantizer.embedding_dim} but the embeddings are "
                                          f"{embeddings.dim}-d ({args.embeddings})")
-    accelerator = make_accelerator(model.device)
     output_dir = Path(args.output_dir)
+    setup_logging(output_dir)
+    accelerator = make_accelerator(model.device)
     if accelerator.is_main_process:
-        setup_logging(output_dir)
         write_run_config(output_dir, args, "curp.train_projector", num_examples=len(examples))
     handle = model.load(backend="hf", needs_hf=True)
     frozen = sum(p.numel() for p in handle.model.parameters())

@@ -22,6 +22,10 @@ Decoding of the validation and test outputs follows the reference: --generation_
 --generation_max_length 128, batches of --per_device_batch_size; --cache_dir names the Hugging Face cache
 a hub id is found in; nothing is downloaded unless --allow_download.
 
+The same command runs on several processes (torchrun --nproc_per_node N -m lamp_rag.train_llm ..., or
+accelerate launch --config_file configs/accelerate/<name>.yaml -m lamp_rag.train_llm ...): Trainer trains with
+DDP (or FSDP/DeepSpeed) and rank 0 alone logs, generates and writes; see docs/scaling.md.
+
 --output_dir receives checkpoints/ (rerun the same command to resume from the last one), best_model/
 (the full model, or with --lora the adapter alone unless --merge_lora; either loads with evaluate_llm
 --model_addr), validation/ and test/ (predictions.json, scores.json), config.json and run.log.
@@ -34,7 +38,7 @@ from pathlib import Path
 from typing import Sequence
 
 from data.cli import (ModelOptions, add_dataclass_arguments, add_model_arguments, add_task_argument, from_args,
-                      parse_args, run, setup_logging, writable_dir)
+                      parse_args, run, writable_dir)
 from data.errors import InputError, input_error
 from lamp_rag.options import FinetuneSettings, InputOptions, PromptOptions
 from lamp_rag.retrieval import RetrievalOptions
@@ -73,6 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from data.loaders import load_examples
     from data.tasks import get_task
     from lamp_rag.pipeline import build_prompts, official_prompt_cut, resolve_prompt_style
+    from runtime.distributed import processes, setup_logging
     from runtime.generation import generate_and_score
     from runtime.run_folder import write_run_config
     from lamp_rag.training import BEST_MODEL_DIR, VALIDATION_DIR, finetune, require_targets
@@ -94,9 +99,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         require_targets(examples["validation"], args.validation_data)
 
     setup_logging(args.output_dir)
+    dist = processes(model.device)      # under torchrun / accelerate launch: the group, this rank's device
     handle = model.load(backend="hf")
     style = resolve_prompt_style(prompt.prompt_style, handle)
-    write_run_config(args.output_dir, args, "lamp_rag", prompt_style=style)
+    if dist.is_main_process:
+        write_run_config(args.output_dir, args, "lamp_rag", prompt_style=style, world_size=dist.world_size)
     prompts = {split: build_prompts(spec, examples[split], items[split], style, handle.tokenizer, prompt.max_length,
                                     max_item_tokens=prompt.max_item_tokens)
                for split in examples}
@@ -104,6 +111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = finetune(spec, handle, examples["train"], prompts["train"], examples.get("validation"),
                       prompts.get("validation"), args.output_dir, settings.num_train_epochs, lora=settings.lora,
                       max_prompt_tokens=max_prompt_tokens, merge_lora=settings.merge_lora, **vars(hyperparameters))
+    if not dist.is_main_process:
+        return 0        # rank 0 saved the result; it alone generates the test set and prints
     print(f"best checkpoint: {result.best_checkpoint}")
     print(f"best model: {args.output_dir / BEST_MODEL_DIR}")
     if result.metrics:

@@ -178,38 +178,6 @@ def save_checkpoint(folder: Path, encoder, max_length: int, state: dict) -> Path
 
 # ----------------------------------------------------------------------------- the loop
 
-class Distributed:
-    """torchrun's process group when WORLD_SIZE > 1, else a single process; rank 0 is the writer."""
-
-    def __init__(self, device: str | None):
-        import torch
-        import torch.distributed as dist
-
-        self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
-        self.rank = int(os.environ.get("RANK", "0"))
-        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        cuda = torch.cuda.is_available() and (device is None or device.startswith("cuda"))
-        self.device = torch.device(f"cuda:{local_rank}" if cuda and device in (None, "cuda") else (device or "cpu"))
-        if self.world_size > 1 and not dist.is_initialized():
-            dist.init_process_group(backend="nccl" if cuda else "gloo")
-
-    @property
-    def is_writer(self) -> bool:
-        return self.rank == 0
-
-    def barrier(self):
-        import torch.distributed as dist
-
-        if self.world_size > 1:
-            dist.barrier()
-
-    def close(self):
-        import torch.distributed as dist
-
-        if self.world_size > 1 and dist.is_initialized():
-            dist.destroy_process_group()
-
-
 def train(args, objective: Callable, objective_name: str) -> Path | None:
     """Train until --total_steps; returns the last checkpoint folder (on rank 0, None elsewhere).
 
@@ -223,6 +191,7 @@ def train(args, objective: Callable, objective_name: str) -> Path | None:
     from data.loaders import load_examples
     from data.tasks import get_task
     from lm import load_encoder
+    from runtime.distributed import processes
 
     spec = get_task(args.task)
     examples = load_examples(args.train_data, args.train_outputs, task=spec.name)
@@ -233,7 +202,7 @@ def train(args, objective: Callable, objective_name: str) -> Path | None:
     if not questions:
         raise input_error(args.scores_path, f"no question of {args.train_data} has a scored item")
 
-    dist = Distributed(args.device)
+    dist = processes(args.device)
     checkpoints = args.checkpoint_dir / args.name / "checkpoint"
     latest = checkpoints / "latest"
     resume = latest.is_dir() and (latest / STATE_FILE).is_file()
@@ -241,7 +210,7 @@ def train(args, objective: Callable, objective_name: str) -> Path | None:
     encoder = load_encoder(source, device=dist.device)
     max_length = min(filter(None, (args.max_doc_length, encoder.max_length)))
     model = encoder.model.train()
-    if dist.is_writer:
+    if dist.is_main_process:
         log.info("%s: %d questions with feedback, ctx_size %d, encoder %s%s, %d process(es)", objective_name,
                  len(questions), args.ctx_size, source, " (resumed)" if resume else "", dist.world_size)
 
@@ -258,12 +227,8 @@ def train(args, objective: Callable, objective_name: str) -> Path | None:
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         step = state["step"]
-    if dist.world_size > 1:
-        from torch.nn.parallel import DistributedDataParallel
-
-        # find_unused_parameters: a checkpoint's pooler layer (BertModel's) is loaded but mean pooling skips it.
-        model = DistributedDataParallel(model, device_ids=[dist.device.index] if dist.device.type == "cuda" else None,
-                                        find_unused_parameters=True)
+    # find_unused_parameters: a checkpoint's pooler layer (BertModel's) is loaded but mean pooling skips it.
+    model = dist.wrap(model, find_unused_parameters=True)
 
     torch.manual_seed(args.seed)
     # Sampling in RL differs per rank (and per resumed step) so processes do not draw the same items.
@@ -279,7 +244,7 @@ def train(args, objective: Callable, objective_name: str) -> Path | None:
     last = latest.resolve() if resume else None
     epoch, micro_steps, running = 0, 0, []
     with tqdm(total=args.total_steps, initial=step, desc=objective_name, unit="step",
-              disable=not dist.is_writer) as bar:
+              disable=not dist.is_main_process) as bar:
         while step < args.total_steps:
             if isinstance(sampler, DistributedSampler):
                 sampler.set_epoch(epoch)
@@ -299,10 +264,10 @@ def train(args, objective: Callable, objective_name: str) -> Path | None:
                 step += 1
                 bar.update(1)
                 bar.set_postfix(loss=f"{sum(running[-50:]) / len(running[-50:]):.4f}")
-                if step % 50 == 0 and dist.is_writer:
+                if step % 50 == 0 and dist.is_main_process:
                     log.info("step %d: mean loss of the last 50 batches %.4f", step, sum(running[-50:]) / 50)
                 if step % args.save_freq == 0 or step >= args.total_steps:
-                    if dist.is_writer:
+                    if dist.is_main_process:
                         last = save_checkpoint(checkpoints / f"step-{step}", encoder, max_length,
                                                {"step": step, "optimizer": optimizer.state_dict(),
                                                 "scheduler": scheduler.state_dict()})
@@ -311,15 +276,15 @@ def train(args, objective: Callable, objective_name: str) -> Path | None:
                 if step >= args.total_steps:
                     break
             epoch += 1
-    dist.close()
-    return last if dist.is_writer else None
+    return last if dist.is_main_process else None
 
 
 def main(argv: Sequence[str] | None, objective_name: str, description: str) -> int:
     """Entry point of train_kd / train_rl."""
     from functools import partial
 
-    from data.cli import parse_args, setup_logging
+    from data.cli import parse_args
+    from runtime.distributed import is_main_process, setup_logging
 
     is_kd = objective_name == "kd"
     args = parse_args(make_parser(f"python -m ropg.train_{objective_name}", description, with_temperature=is_kd),
@@ -332,10 +297,9 @@ def main(argv: Sequence[str] | None, objective_name: str, description: str) -> i
             raise InputError(f"--{flag} must be at least 1, got {getattr(args, flag)}")
     if is_kd and args.temperature <= 0:
         raise InputError(f"--temperature must be positive, got {args.temperature}")
-    writer = int(os.environ.get("RANK", "0")) == 0
+    writer = is_main_process()
     run_dir = args.checkpoint_dir / args.name
-    if writer:
-        setup_logging(run_dir)
+    setup_logging(run_dir)
     from runtime.run_folder import write_run_config
 
     objective = (partial(_kd_objective, temperature=args.temperature) if is_kd else _rl_objective)

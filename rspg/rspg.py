@@ -113,12 +113,12 @@ def validate(selector, records, args, run_dir: Path) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(make_parser(), argv)
     check_arguments(args)
-    from data.cli import setup_logging
     from data.errors import InputError
     from data.tasks import get_task
     from rspg.selection_data import read_records
     from rspg.selector import load_selector, saved_facts
-    from rspg.training import TrainSettings, barrier, init_distributed, train, world
+    from rspg.training import TrainSettings, train
+    from runtime.distributed import processes, setup_logging
     from runtime.run_folder import write_run_config
 
     spec = get_task(args.task)
@@ -134,12 +134,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise InputError(f"{args.val_data}: retrievers {val_records[0]['retrievers']} differ from the "
                          f"selector's {facts['retrievers']}")
 
-    init_distributed()
-    rank, world_size = world()
     run_dir = args.checkpoint_dir / args.name
-    if rank == 0:
-        setup_logging(run_dir)
-        write_run_config(run_dir, args, "rspg", world_size=world_size)
+    setup_logging(run_dir)
+    dist = processes(args.device)      # under torchrun / accelerate launch: the group, this rank's device
+    if dist.is_main_process:
+        write_run_config(run_dir, args, "rspg", world_size=dist.world_size)
     if args.do_train:
         selector = load_selector(args.encoder, args.max_length_input, args.device, args.seed)
         settings = TrainSettings(rspg_type=args.rspg_type, learning_rate=args.learning_rate,
@@ -147,9 +146,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                                  temperature=args.temperature, clip=args.clip, save_freq=args.save_freq,
                                  seed=args.seed)
         log.info("training RSPG-%s on %d questions x %d retrievers (%s), %d process(es)", args.rspg_type,
-                 len(train_records), len(facts["retrievers"]), ", ".join(facts["retrievers"]), world_size)
+                 len(train_records), len(facts["retrievers"]), ", ".join(facts["retrievers"]), dist.world_size)
         losses = train(selector, train_records, spec, settings, run_dir)
-        if rank == 0:
+        if dist.is_main_process:
             model_dir = selector.save(run_dir / "model", rspg_type=args.rspg_type, task=spec.name, **facts)
             window = max(1, len(losses) // 10)
             print(f"loss: first {window} steps {sum(losses[:window]) / window:.4f}, "
@@ -157,9 +156,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"model: {model_dir}")
     else:
         selector = load_selector(str(args.model_path), args.max_length_input, args.device)
-    if val_records and rank == 0:
+    if val_records and dist.is_main_process:
         validate(selector, val_records, args, run_dir)
-    barrier()
+    dist.barrier()
     return 0
 
 

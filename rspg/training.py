@@ -1,4 +1,5 @@
-"""Training and validation of the selector: one process, or one per rank under torchrun (DDP, gloo on CPU).
+"""Training and validation of the selector: one process, or one per rank under torchrun / accelerate launch
+(DDP through runtime.distributed: gloo on CPU, nccl on GPU).
 
 Rank 0 alone writes files. A run folder is resumed from its last saved state (model, optimizer, step) when
 its training settings are the same.
@@ -7,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
@@ -31,26 +31,6 @@ class TrainSettings:
     clip: float = 1.0
     save_freq: int = 500
     seed: int = 0
-
-
-def world() -> tuple[int, int]:
-    """(rank, world size) of this process: torchrun's environment, or (0, 1) alone."""
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-
-
-def init_distributed() -> None:
-    """Join the torchrun process group (gloo: CPU works too) when started with more than one process."""
-    import torch.distributed as dist
-
-    if world()[1] > 1 and not dist.is_initialized():
-        dist.init_process_group("gloo")
-
-
-def barrier() -> None:
-    import torch.distributed as dist
-
-    if dist.is_initialized():
-        dist.barrier()
 
 
 def step_batches(num_records: int, settings: TrainSettings, rank: int, world_size: int, step: int) -> list[int]:
@@ -77,24 +57,21 @@ def train(selector: Selector, records: Sequence[dict], spec: TaskSpec, settings:
 
     from data.fingerprint import fingerprint
 
-    rank, world_size = world()
-    model = selector
-    if world_size > 1:
-        model = torch.nn.parallel.DistributedDataParallel(selector)
+    from runtime.distributed import load_state, processes, save_state
+
+    dist = processes()
+    rank, world_size = dist.rank, dist.world_size
+    model = dist.wrap(selector)
     optimizer = torch.optim.Adam(selector.parameters(), lr=settings.learning_rate)
     key = fingerprint({"settings": asdict(settings), "ids": [record["id"] for record in records],
                        "labels": [record["labels"] for record in records], "world": world_size})
     state_path = run_dir / STATE_FILE
     start, losses = 0, []
-    if state_path.is_file():
-        state = torch.load(state_path, map_location="cpu", weights_only=False)
-        if state["key"] == key:
-            selector.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            start, losses = state["step"], state["losses"]
-            log.info("resuming training at step %d of %d from %s", start, settings.total_steps, state_path)
-        else:
-            log.info("%s is of other training settings or data; starting over", state_path)
+    state = load_state(state_path, key)
+    if state is not None:
+        selector.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start, losses = state["step"], state["losses"]
     device = next(selector.parameters()).device
     targets = label_targets(records, spec)
     selector.train()
@@ -115,11 +92,8 @@ def train(selector: Selector, records: Sequence[dict], spec: TaskSpec, settings:
             bar.update(1)
             bar.set_postfix(loss=f"{losses[-1]:.4f}")
             done = step + 1
-            if rank == 0 and (done % settings.save_freq == 0 or done == settings.total_steps):
-                from data.io import atomic_open
-
-                with atomic_open(state_path, "wb") as handle:
-                    torch.save({"key": key, "step": done, "losses": losses, "model": selector.state_dict(),
-                                "optimizer": optimizer.state_dict()}, handle)
-    barrier()
+            if dist.is_main_process and (done % settings.save_freq == 0 or done == settings.total_steps):
+                save_state(state_path, {"key": key, "step": done, "losses": losses, "model": selector.state_dict(),
+                                        "optimizer": optimizer.state_dict()})
+    dist.barrier()
     return losses

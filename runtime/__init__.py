@@ -6,5 +6,7 @@
 * ``runtime.generation``: resumable batched generation keyed by everything that changes the text, then
   predictions and scores (``generate_and_score``);
 * ``runtime.users``: per-user loops that resume, shard (``--num_shards/--shard_id``, torchrun's
-  RANK/WORLD_SIZE) and merge (``python -m runtime.merge``).
+  RANK/WORLD_SIZE) and merge (``python -m runtime.merge``);
+* ``runtime.distributed``: one process or many (torchrun, accelerate launch): the process group, rank-0
+  writing, DDP wrapping, per-user workers, keyed resume states.
 """
