@@ -203,6 +203,8 @@ class ModelHandle:
         lm.prompting.encode_prompts).
         adapter_names: one adapter name per prompt (None or "__base__": the base model), mixed freely in
         one batch; default: this handle's ``adapter`` for every prompt.
+        With the vLLM backend, adapters it serves (load_model(lora=...), then load_adapter) go as one
+        LoRA request per prompt in one vLLM call; what it cannot do runs on Hugging Face (one log line).
         stop_at_newline: end a row once it has written a non-blank line (the vLLM backend runs to
         max_new_tokens instead: the first line, which single-line tasks keep, is the same).
         output_repetition_penalty: repetition penalty on the generated tokens only (not the prompt's);
@@ -210,9 +212,9 @@ class ModelHandle:
         """
         prompts = list(prompts)
         if self.vllm_engine is not None:
-            reason = self.hf_only_reason(logits_processor=logits_processor, num_beams=num_beams,
-                                         output_repetition_penalty=output_repetition_penalty,
-                                         adapter_names=adapter_names, count=len(prompts))
+            reason = self._hf_only_reason(logits_processor=logits_processor, num_beams=num_beams,
+                                          output_repetition_penalty=output_repetition_penalty,
+                                          adapter_names=adapter_names, count=len(prompts))
             if reason is None:
                 encoded = encode_prompts(self, prompts, chat, input_budget(self, max_new_tokens, max_input_tokens),
                                          truncation_side)
@@ -233,9 +235,9 @@ class ModelHandle:
                                  output_repetition_penalty=output_repetition_penalty)
         return decode(self.tokenizer, token_ids)
 
-    def hf_only_reason(self, logits_processor: Any = None, num_beams: int = 1,
-                       output_repetition_penalty: float = 1.0, adapter_names: Sequence[str | None] | None = None,
-                       count: int = 0) -> str | None:
+    def _hf_only_reason(self, logits_processor: Any = None, num_beams: int = 1,
+                        output_repetition_penalty: float = 1.0, adapter_names: Sequence[str | None] | None = None,
+                        count: int = 0) -> str | None:
         """Why generate() with these settings cannot run on the vLLM engine (None: it can)."""
         if logits_processor is not None:
             return "a logits processor"
