@@ -17,6 +17,7 @@ Folders below the output root (``--output_dir``)::
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
 from pathlib import Path
@@ -24,10 +25,9 @@ from typing import Any, Callable, Mapping, Sequence
 
 from cope.data import User, item_prompt, item_target, query_prompt
 from data.errors import InputError, input_error
-from data.fingerprint import fingerprint, fingerprint_parts
+from data.fingerprint import fingerprint, folder_fingerprint
 from data.io import read_json
-from lm.loading import resolve_device, save_model_folder
-from lm.vllm_backend import vllm_available
+from lm.loading import save_model_folder, uses_vllm
 from runtime.distributed import is_main_process
 from runtime.generation import postprocess
 from runtime.run_folder import PREDICTIONS_FILE, write_scores
@@ -63,13 +63,6 @@ def user_adapter_folder(stage: Path, user: str) -> Path:
     return user_folder(stage, user) / ADAPTER_DIR
 
 
-def folder_stamp(folder: Path) -> str:
-    """A digest of the files in ``folder`` (an adapter's weights): keys the runs that build on it."""
-    files = [path for path in sorted(Path(folder).rglob("*")) if path.is_file()]
-    return fingerprint_parts(part for path in files
-                             for part in (path.relative_to(folder).as_posix().encode(), path.read_bytes()))
-
-
 def finished_run_key(stage: Path, users: Sequence[User], needed_by: str) -> str:
     """The run key of a per-user stage whose every user in ``users`` is done, else a one-line error."""
     manifest = stage / MANIFEST_FILE
@@ -97,7 +90,7 @@ def load_task_model(model_options, root: Path):
     if not (folder / "adapter_config.json").is_file():
         raise input_error(folder, "no trained TAM here: run python -m cope.tam --is_train first")
     handle = model_options.load(backend="hf")
-    base, stamp = handle.weights_id, folder_stamp(folder)
+    base, stamp = handle.weights_id, folder_fingerprint(folder)
     handle.load_adapter(TAM_ADAPTER, folder)
     handle.merge_adapter(TAM_ADAPTER)
     # Named by the base and the TAM's files, so outputs cached under it are found again by the next process.
@@ -106,18 +99,42 @@ def load_task_model(model_options, root: Path):
 
 
 def load_sampling_model(model_options, root: Path):
-    """The TAM to sample pseudo-negatives from: vLLM when it is installed and a GPU is there (the merged TAM
-    saved once as a full-model folder, which vLLM serves), else the merged Hugging Face model."""
-    import dataclasses
+    """The TAM to sample pseudo-negatives from: on vLLM when that is the backend (``--backend vllm``, or auto
+    with vLLM and a GPU), else the merged Hugging Face model."""
+    if not uses_vllm(model_options.backend, model_options.device):
+        return load_task_model(model_options, root)
+    return load_served_task_model(model_options, root)
 
-    handle, stamp = load_task_model(model_options, root)
-    if model_options.backend == "hf" or not vllm_available() or resolve_device(model_options.device).type != "cuda":
-        return handle, stamp
+
+def load_decoding_model(model_options, root: Path, stage: Path, users: Sequence[User], decoding):
+    """The TAM that decodes every user's queries with that user's adapter from ``stage``. On vLLM (when that
+    is the backend) the adapters are served as LoRA requests on the one merged TAM: ``users_per_batch`` of
+    them per generate call, the rank bucket from their adapter_config.json files. Contrastive decoding (two
+    views of the model per step) has no vLLM form, so it says so and runs on the merged HF model."""
+    from lm.vllm_backend import LoraServing
+
+    if not uses_vllm(model_options.backend, model_options.device):
+        return load_task_model(model_options, root)
+    if decoding.is_cd:
+        log.warning("vLLM backend: contrastive decoding (--is_cd) needs two views of the model per step, which "
+                    "vLLM cannot do; decoding with Hugging Face")
+        return load_task_model(dataclasses.replace(model_options, backend="hf"), root)
+    folders = [user_adapter_folder(stage, user.name) for user in users]
+    lora = LoraServing.for_adapters(folders, max_loras=min(decoding.users_per_batch, len(users)))
+    log.info("vLLM serves the users' adapters as LoRA requests: max_loras %d, max_lora_rank %d",
+             lora.max_loras, lora.max_lora_rank)
+    return load_served_task_model(model_options, root, lora)
+
+
+def load_served_task_model(model_options, root: Path, lora=None):
+    """The TAM on a vLLM engine (with ``lora``: serving LoRA adapters), and its stamp. vLLM serves full model
+    folders, so the merged TAM is saved once as one; the merge runs on Hugging Face on one device."""
+    handle, stamp = load_task_model(dataclasses.replace(model_options, backend="hf", tensor_parallel_size=1), root)
     folder = root / MERGED_TAM_DIR / stamp
     if not (folder / "config.json").is_file():
         save_model_folder(handle, folder)
     del handle                            # one copy of the weights: vLLM's
-    return dataclasses.replace(model_options, model_name=str(folder)).load(backend="vllm"), stamp
+    return dataclasses.replace(model_options, model_name=str(folder)).load(backend="vllm", lora=lora), stamp
 
 
 def train_tam(handle, spec, examples, options, folder: Path) -> dict:

@@ -9,7 +9,7 @@ from typing import Any
 
 from cope.data import User, read_users
 from cope.options import DataOptions, DecodingSettings, TrainingSettings, parsed
-from cope.pipeline import finished_run_key, load_task_model, predict_users, stage_root
+from cope.pipeline import finished_run_key, load_decoding_model, predict_users, stage_root
 from data.cli import from_args
 from runtime.distributed import is_main_process, setup_logging
 from runtime.run_folder import write_run_config
@@ -50,14 +50,14 @@ def infer(args: argparse.Namespace, stage: str, variant: str) -> dict[str, float
     adapters_key = finished_run_key(adapters, users, f"inference with the {stage} adapters")
     run_dir = data.root() / (decoding.run_name or variant + ("+CD" if decoding.is_cd else ""))
     open_run(args, run_dir)
-    handle, tam_stamp = load_task_model(model, data.root())
+    handle, tam_stamp = load_decoding_model(model, data.root(), adapters, users, decoding)
     seed = from_args(TrainingSettings, args).seed
     text_settings = {name: value for name, value in dataclasses.asdict(decoding).items()
                      if name not in ("inference_batch_size", "run_name")}
     if not decoding.is_cd:
         text_settings.pop("contrastive_alpha")
     key = {"adapters": adapters_key, "tam": tam_stamp, "decoding": text_settings, "seed": seed,
-           "max_words": data.max_words}
+           "max_words": data.max_words, "backend": handle.backend}
     metrics = predict_users(handle, spec, users, adapters, run_dir, decoding, seed, key, shard_from_args(args))
     for name, value in metrics.items():
         print(f"{spec.name} {run_dir.name} {name}: {value:.4f}")

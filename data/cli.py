@@ -375,6 +375,8 @@ class ModelOptions:
                                choices=["float32", "bfloat16", "float16"])
     backend: str = option("auto", "generation backend; auto uses vLLM when installed with a GPU",
                           choices=["auto", "hf", "vllm"])
+    tensor_parallel_size: int = option(1, "devices the vLLM engine splits the model over (vLLM backend only)",
+                                       minimum=1)
     allow_download: bool = option(False, "let Hugging Face download a hub id that is not in the local cache "
                                          "(off by default; also needs HF_HUB_OFFLINE=0)")
     cache_dir: str | None = option(None, "Hugging Face cache folder to find (and, with --allow_download, put) "
@@ -384,8 +386,12 @@ class ModelOptions:
         """``lm.load_model`` with these options (``overrides``: e.g. backend="hf", needs_hf=True)."""
         from lm import load_model
 
+        if self.backend == "vllm" and overrides.get("backend") == "hf":
+            log.warning("--backend vllm: this step runs on Hugging Face (it trains, scores or steers decoding, "
+                        "which vLLM does not serve)")
         options = {"device": self.device, "dtype": self.dtype, "backend": self.backend,
-                   "allow_download": self.allow_download, "cache_dir": self.cache_dir, **overrides}
+                   "allow_download": self.allow_download, "cache_dir": self.cache_dir,
+                   "tensor_parallel_size": self.tensor_parallel_size, **overrides}
         return load_model(self.model_name, **options)
 
     def load_encoder(self, name: str):

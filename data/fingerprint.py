@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import PurePath
+from os import PathLike
+from pathlib import Path, PurePath
 from typing import Any, Iterable
 
 
@@ -25,6 +26,14 @@ def fingerprint_parts(parts: Iterable[bytes], length: int = 16) -> str:
     for part in parts:
         digest.update(part)
     return digest.hexdigest()[:length]
+
+
+def folder_fingerprint(folder: str | PathLike) -> str:
+    """A digest of every file in ``folder`` (relative names and bytes), e.g. of a saved adapter's weights."""
+    folder = Path(folder)
+    files = [path for path in sorted(folder.rglob("*")) if path.is_file()]
+    return fingerprint_parts(part for path in files
+                             for part in (path.relative_to(folder).as_posix().encode(), path.read_bytes()))
 
 
 def _describe(obj: Any) -> str:

@@ -36,6 +36,7 @@ _EXPORTS = {
     "ContrastiveCombine": "lm.decoding",
     "two_view_generate": "lm.decoding",
     "two_view_generate_ids": "lm.decoding",
+    "LoraServing": "lm.vllm_backend",
 }
 __all__ = list(_EXPORTS)
 

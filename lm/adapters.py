@@ -78,7 +78,7 @@ def add_adapter(handle, name: str, options: LoraOptions | None = None, replace: 
     """Add a fresh LoRA adapter ``name``; ``replace`` drops an existing one of that name first."""
     from peft import get_peft_model
 
-    _check_new_name(handle, name, replace)
+    check_new_adapter_name(handle, name, replace)
     config = (options or LoraOptions()).config(_base_model(handle.model), handle.is_encoder_decoder)
     if _is_peft(handle.model):
         handle.model.add_adapter(name, config)
@@ -97,7 +97,7 @@ def load_adapter(handle, name: str, folder: str | os.PathLike, replace: bool = F
     folder = Path(folder)
     if not (folder / ADAPTER_CONFIG_FILE).is_file():
         raise input_error(folder, f"no {ADAPTER_CONFIG_FILE} here, so not a saved adapter")
-    _check_new_name(handle, name, replace)
+    check_new_adapter_name(handle, name, replace)
     if _is_peft(handle.model):
         handle.model.load_adapter(str(folder), adapter_name=name, is_trainable=trainable)
     else:
@@ -200,13 +200,17 @@ def _require(handle, names: Sequence[str]) -> None:
                          f"(loaded: {', '.join(known) or 'none'})")
 
 
-def _check_new_name(handle, name: str, replace: bool) -> None:
+def check_new_adapter_name(handle, name: str, replace: bool) -> None:
+    """A valid name not in use, or in use and ``replace``: then the old adapter is dropped (HF or vLLM)."""
     if not name or "." in name or name == BASE:
         raise InputError(f"adapter name {name!r}: must be non-empty, without '.', and not {BASE!r}")
-    if name in adapter_list(handle.model):
+    if name in handle.adapters:
         if not replace:
             raise InputError(f"{handle.name}: adapter {name!r} exists already (delete it or pass replace=True)")
-        delete_adapter(handle, name)
+        if handle.vllm_engine is not None and name in handle.vllm_engine.adapters:
+            handle.vllm_engine.remove_adapter(name)
+        else:
+            delete_adapter(handle, name)
 
 
 def _replace_model(handle, model) -> None:

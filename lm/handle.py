@@ -20,6 +20,7 @@ class _SharedModel:
         self.load_hf_model = load_hf_model
         self.vllm_engine = vllm_engine
         self.weights_id = weights_id
+        self.fallbacks_logged: set[str] = set()    # why generate() left vLLM for HF, each said once
 
 
 class ModelHandle:
@@ -79,6 +80,8 @@ class ModelHandle:
         """The base weights, plus the default adapter and a digest of its weights when there is one."""
         if self.adapter is None:
             return self.base_weights_id
+        if self.adapter in self._served_adapters():
+            return f"{self.base_weights_id}|adapter={self.adapter}:{self.vllm_engine.adapter_stamp(self.adapter)}"
         from lm.adapters import adapter_digest
 
         return f"{self.base_weights_id}|adapter={self.adapter}:{adapter_digest(self.model, self.adapter)}"
@@ -91,10 +94,15 @@ class ModelHandle:
 
     @property
     def adapters(self) -> list[str]:
-        """Names of the LoRA adapters loaded on the model."""
+        """Names of the LoRA adapters loaded on the model (served by vLLM, or on the Hugging Face model)."""
         from lm.adapters import adapter_list
 
-        return adapter_list(self.model)
+        hf_model = self._shared.model     # not self.model: listing must not load the HF model beside vLLM
+        return [*self._served_adapters(), *(adapter_list(hf_model) if hf_model is not None else [])]
+
+    def _served_adapters(self) -> list[str]:
+        """Adapters the vLLM engine serves as LoRA requests (none without an engine)."""
+        return self.vllm_engine.adapters if self.vllm_engine is not None else []
 
     def add_adapter(self, name: str, options=None, replace: bool = False) -> None:
         """A fresh LoRA adapter (``lm.adapters.LoraOptions``; default r=8, zero init: no effect yet)."""
@@ -103,8 +111,15 @@ class ModelHandle:
         add_adapter(self, name, options, replace)
 
     def load_adapter(self, name: str, folder, replace: bool = False, trainable: bool = False) -> None:
-        from lm.adapters import load_adapter
+        """A saved adapter folder as adapter ``name``: served as a vLLM LoRA request when the engine serves
+        LoRA (load_model(lora=...)) and the adapter is for generation, else loaded on the HF model."""
+        from lm.adapters import check_new_adapter_name, load_adapter
 
+        engine = self.vllm_engine
+        if engine is not None and engine.lora is not None and not trainable:
+            check_new_adapter_name(self, name, replace)
+            engine.add_adapter(name, folder)
+            return
         load_adapter(self, name, folder, replace, trainable)
 
     def save_adapter(self, name: str, folder):
@@ -116,7 +131,10 @@ class ModelHandle:
     def delete_adapter(self, name: str) -> None:
         from lm.adapters import delete_adapter
 
-        delete_adapter(self, name)
+        if name in self._served_adapters():
+            self.vllm_engine.remove_adapter(name)
+        else:
+            delete_adapter(self, name)
         if self.adapter == name:
             self.adapter = None
 
@@ -131,7 +149,8 @@ class ModelHandle:
         """Make ``name`` the default adapter of this handle's generate() and score()."""
         from lm.adapters import row_adapter_names
 
-        row_adapter_names(self, [name], 1)     # raises for an unknown name
+        if name not in self._served_adapters():
+            row_adapter_names(self, [name], 1)     # raises for an unknown name
         self.adapter = name
 
     def disable_adapters(self) -> None:
@@ -184,6 +203,8 @@ class ModelHandle:
         lm.prompting.encode_prompts).
         adapter_names: one adapter name per prompt (None or "__base__": the base model), mixed freely in
         one batch; default: this handle's ``adapter`` for every prompt.
+        With the vLLM backend, adapters it serves (load_model(lora=...), then load_adapter) go as one
+        LoRA request per prompt in one vLLM call; what it cannot do runs on Hugging Face (one log line).
         stop_at_newline: end a row once it has written a non-blank line (the vLLM backend runs to
         max_new_tokens instead: the first line, which single-line tasks keep, is the same).
         output_repetition_penalty: repetition penalty on the generated tokens only (not the prompt's);
@@ -191,18 +212,20 @@ class ModelHandle:
         """
         prompts = list(prompts)
         if self.vllm_engine is not None:
-            if (logits_processor is None and num_beams == 1 and adapter_names is None
-                    and output_repetition_penalty == 1.0):
+            reason = self._hf_only_reason(logits_processor=logits_processor, num_beams=num_beams,
+                                          output_repetition_penalty=output_repetition_penalty,
+                                          adapter_names=adapter_names, count=len(prompts))
+            if reason is None:
                 encoded = encode_prompts(self, prompts, chat, input_budget(self, max_new_tokens, max_input_tokens),
                                          truncation_side)
                 return self.vllm_engine.generate(encoded, max_new_tokens=max_new_tokens, do_sample=do_sample,
                                                  temperature=temperature, top_p=top_p, top_k=top_k,
                                                  repetition_penalty=repetition_penalty, seed=seed,
-                                                 progress=progress)
-            reason = ("a logits processor" if logits_processor is not None
-                      else "beam search" if num_beams > 1 else "per-row adapter names" if adapter_names is not None
-                      else "output_repetition_penalty")
-            log.warning("vLLM backend: %s needs Hugging Face generation; falling back to it", reason)
+                                                 progress=progress,
+                                                 adapter_names=self._served_rows(adapter_names, len(prompts)))
+            if reason not in self._shared.fallbacks_logged:     # one line per reason, not one per batch
+                self._shared.fallbacks_logged.add(reason)
+                log.warning("vLLM backend: %s needs Hugging Face generation; falling back to it", reason)
         token_ids = generate_ids(self, prompts, max_new_tokens=max_new_tokens, num_beams=num_beams,
                                  do_sample=do_sample, temperature=temperature, top_p=top_p, top_k=top_k,
                                  repetition_penalty=repetition_penalty, seed=seed, batch_size=batch_size,
@@ -211,6 +234,34 @@ class ModelHandle:
                                  adapter_names=adapter_names, stop_at_newline=stop_at_newline,
                                  output_repetition_penalty=output_repetition_penalty)
         return decode(self.tokenizer, token_ids)
+
+    def _hf_only_reason(self, logits_processor: Any = None, num_beams: int = 1,
+                        output_repetition_penalty: float = 1.0, adapter_names: Sequence[str | None] | None = None,
+                        count: int = 0) -> str | None:
+        """Why generate() with these settings cannot run on the vLLM engine (None: it can)."""
+        if logits_processor is not None:
+            return "a logits processor"
+        if num_beams > 1:
+            return "beam search"
+        if output_repetition_penalty != 1.0:
+            return "output_repetition_penalty"
+        from lm.adapters import BASE
+
+        names = [self.adapter] * count if adapter_names is None else adapter_names
+        unserved = sorted({name for name in names if name not in (None, BASE)} - set(self._served_adapters()))
+        if unserved:
+            return f"adapters not served as vLLM LoRA requests ({', '.join(map(repr, unserved))})"
+        return None
+
+    def _served_rows(self, adapter_names: Sequence[str | None] | None, count: int) -> list[str | None]:
+        """One vLLM adapter name per prompt (None: the base model)."""
+        from lm.adapters import BASE
+
+        if adapter_names is None:
+            return [self.adapter] * count
+        if len(adapter_names) != count:
+            raise ValueError(f"{len(adapter_names)} adapter names for {count} prompts")
+        return [None if name == BASE else name for name in adapter_names]
 
     def score(self, prompts: Sequence[Prompt], targets: Sequence[str], batch_size: int = 16,
               chat: bool | None = None, progress: bool = True,

