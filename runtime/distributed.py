@@ -21,6 +21,7 @@ gloo on CPU. The rules every script follows:
 """
 from __future__ import annotations
 
+import datetime
 import functools
 import logging
 import os
@@ -31,6 +32,7 @@ from typing import Any, Sequence, TypeVar
 log = logging.getLogger("lampkit.runtime")
 
 T = TypeVar("T")
+GROUP_TIMEOUT = datetime.timedelta(hours=2)
 # What torchrun (and accelerate launch, which runs torchrun) puts into each process's environment.
 LAUNCHER_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK", "GROUP_WORLD_SIZE",
                       "ROLE_RANK", "ROLE_WORLD_SIZE", "ROLE_NAME", "MASTER_ADDR", "MASTER_PORT",
@@ -123,7 +125,9 @@ def processes(device: str | None = None) -> Processes:
 
     wants_cpu = (device or "").startswith("cpu") or not torch.cuda.is_available()
     joining = not PartialState._shared_state          # the first call of this process (Trainer's come later)
-    state = PartialState(cpu=wants_cpu)
+    # Rank 0 alone generates validation outputs between epochs (lamp_rag.training) while the others wait in
+    # a collective: a 7B model's dev set takes longer than torch's 10-30 minute default timeout.
+    state = PartialState(cpu=wants_cpu, timeout=GROUP_TIMEOUT)
     chosen = torch.device(device) if device and ":" in device else state.device
     if chosen.type == "cuda":
         torch.cuda.set_device(chosen)
