@@ -8,7 +8,7 @@ gloo on CPU. The rules every script follows:
 * rank 0 alone logs at INFO, writes config.json, checkpoints and results (``is_main_process``); the other
   ranks log warnings only (``setup_logging``);
 * a model is wrapped in DistributedDataParallel only with more than one process (``wrap``), and what is saved
-  is always the unwrapped module (``unwrap``), so a checkpoint of N processes has the single-process format;
+  is always the module inside, so a checkpoint of N processes has the single-process format;
 * per-user loops do not train one model together: each process takes its users (``independent_workers``,
   the runtime's ``--num_shards/--shard_id``) and trains alone.
 
@@ -27,7 +27,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence, TypeVar
+from typing import Any, TypeVar
 
 log = logging.getLogger("lampkit.runtime")
 
@@ -102,15 +102,6 @@ class Processes:
         holder = [value]
         dist.broadcast_object_list(holder, src=0)
         return holder[0]
-
-    def shard(self, items: Sequence[T]) -> list[T]:
-        """Every world_size-th item starting at this rank."""
-        return list(items[self.rank::self.world_size])
-
-
-def unwrap(model):
-    """The module inside a DDP (or similar) wrapper, so saved state-dict keys carry no ``module.`` prefix."""
-    return getattr(model, "module", model)
 
 
 @functools.lru_cache(maxsize=None)
