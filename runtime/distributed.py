@@ -8,7 +8,7 @@ gloo on CPU. The rules every script follows:
 * rank 0 alone logs at INFO, writes config.json, checkpoints and results (``is_main_process``); the other
   ranks log warnings only (``setup_logging``);
 * a model is wrapped in DistributedDataParallel only with more than one process (``wrap``), and what is saved
-  is always the unwrapped module (``unwrap``), so a checkpoint of N processes has the single-process format;
+  is always the module inside, so a checkpoint of N processes has the single-process format;
 * per-user loops do not train one model together: each process takes its users (``independent_workers``,
   the runtime's ``--num_shards/--shard_id``) and trains alone.
 
@@ -21,21 +21,23 @@ gloo on CPU. The rules every script follows:
 """
 from __future__ import annotations
 
+import datetime
 import functools
 import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence, TypeVar
+from typing import Any, TypeVar
 
 log = logging.getLogger("lampkit.runtime")
 
 T = TypeVar("T")
+GROUP_TIMEOUT = datetime.timedelta(hours=2)
 # What torchrun (and accelerate launch, which runs torchrun) puts into each process's environment.
 LAUNCHER_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK", "GROUP_WORLD_SIZE",
                       "ROLE_RANK", "ROLE_WORLD_SIZE", "ROLE_NAME", "MASTER_ADDR", "MASTER_PORT",
                       "TORCHELASTIC_RUN_ID", "TORCHELASTIC_RESTART_COUNT", "TORCHELASTIC_MAX_RESTARTS",
-                      "TORCHELASTIC_USE_AGENT_STORE", "TORCH_NCCL_ASYNC_ERROR_HANDLING")
+                      "TORCHELASTIC_USE_AGENT_STORE")
 
 
 # Set by independent_workers: the rank the launcher gave this process before its variables were removed.
@@ -101,15 +103,6 @@ class Processes:
         dist.broadcast_object_list(holder, src=0)
         return holder[0]
 
-    def shard(self, items: Sequence[T]) -> list[T]:
-        """Every world_size-th item starting at this rank."""
-        return list(items[self.rank::self.world_size])
-
-
-def unwrap(model):
-    """The module inside a DDP (or similar) wrapper, so saved state-dict keys carry no ``module.`` prefix."""
-    return getattr(model, "module", model)
-
 
 @functools.lru_cache(maxsize=None)
 def processes(device: str | None = None) -> Processes:
@@ -123,7 +116,9 @@ def processes(device: str | None = None) -> Processes:
 
     wants_cpu = (device or "").startswith("cpu") or not torch.cuda.is_available()
     joining = not PartialState._shared_state          # the first call of this process (Trainer's come later)
-    state = PartialState(cpu=wants_cpu)
+    # Rank 0 alone generates validation outputs between epochs (lamp_rag.training) while the others wait in
+    # a collective: a 7B model's dev set takes longer than torch's 10-30 minute default timeout.
+    state = PartialState(cpu=wants_cpu, timeout=GROUP_TIMEOUT)
     chosen = torch.device(device) if device and ":" in device else state.device
     if chosen.type == "cuda":
         torch.cuda.set_device(chosen)
