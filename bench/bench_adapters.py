@@ -23,23 +23,17 @@ import json
 import time
 from typing import Sequence
 
-from bench.quick import add_quick_argument, parse_bench_args
+from bench.quick import add_model_arguments, add_quick_argument, apply_threads, bench_parser, parse_bench_args
 from data.cli import run
 from data.errors import InputError
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python bench/bench_adapters.py", description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
-    parser.add_argument("--model_name", default="default", help="model to load (default: %(default)s)")
+    parser = bench_parser(__file__, __doc__)
+    add_model_arguments(parser, repeats_help="timed runs of each way")
     parser.add_argument("--users", type=int, default=16, help="users = adapters = prompts (default: %(default)s)")
     parser.add_argument("--max_new_tokens", type=int, default=32, help="default: %(default)s")
     parser.add_argument("--lora_r", type=int, default=8, help="LoRA rank of every adapter (default: %(default)s)")
-    parser.add_argument("--repeats", type=int, default=1,
-                        help="timed runs of each way, best one reported (default: %(default)s)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch CPU threads (default: torch's choice, one per core)")
     add_quick_argument(parser, users=8, max_new_tokens=16)
     return parser
 
@@ -61,8 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from lm import LoraOptions, load_model
     from lm.generation import generate_ids
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    apply_threads(args)
     handle = load_model(args.model_name, device="cpu", backend="hf")
     users = [f"user_{user:02d}" for user in range(args.users)]
     torch.manual_seed(0)

@@ -23,7 +23,7 @@ import argparse
 import json
 from typing import Sequence
 
-from bench.quick import add_quick_argument, parse_bench_args
+from bench.quick import add_model_arguments, add_quick_argument, apply_threads, bench_parser, parse_bench_args
 from data.cli import run
 from data.errors import InputError
 from bench.decoding_benchmarks import fastest_runs, peak_rss_kb, reset_peak_rss
@@ -33,18 +33,14 @@ SAMPLE_QUERIES = Path(__file__).resolve().parent.parent / "data" / "sample" / "L
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python bench/bench_cope_cd.py", description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
-    parser.add_argument("--model_name", default="default", help="model to load (default: %(default)s)")
+    parser = bench_parser(__file__, __doc__)
+    add_model_arguments(parser, repeats_help="runs per mode, alternating")
     parser.add_argument("--queries", type=Path, default=SAMPLE_QUERIES, help="LaMP_4 questions file "
                         "(default: the embedded sample's dev split)")
     parser.add_argument("--num_queries", type=int, default=16, help="default: %(default)s")
     parser.add_argument("--max_new_tokens", type=int, default=32, help="default: %(default)s")
     parser.add_argument("--batch_size", type=int, default=16, help="default: %(default)s")
     parser.add_argument("--alpha", type=float, default=0.1, help="contrastive alpha (default: %(default)s)")
-    parser.add_argument("--repeats", type=int, default=1,
-                        help="runs per mode, alternating; the fastest of each is reported (default: %(default)s)")
     parser.add_argument("--measure", choices=MODES, default=None, help="internal: one mode in this process")
     add_quick_argument(parser, num_queries=8, max_new_tokens=32, batch_size=8)
     return parser
@@ -59,7 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     best = fastest_runs(__file__, list(argv if argv is not None else sys.argv[1:]), MODES, args.repeats)
     plain, cd = best["plain"], best["cd"]
-    summary = {"model": plain["model"], "queries": plain["queries"], "max_new_tokens": args.max_new_tokens,
+    summary = {"model": plain["model"], "threads": plain["threads"], "queries": plain["queries"],
+               "max_new_tokens": args.max_new_tokens,
                "alpha": args.alpha, "repeats": args.repeats,
                "plain_tokens_per_second": round(plain["tokens_per_second"], 2),
                "cd_tokens_per_second": round(cd["tokens_per_second"], 2),
@@ -84,6 +81,7 @@ def measure(args: argparse.Namespace) -> dict:
     from lm.adapters import LoraOptions
     import torch
 
+    apply_threads(args)
     spec = get_task("LaMP_4")
     queries = load_examples(args.queries, task=spec.name)[:args.num_queries]
     user = User("bench", [], queries)
@@ -99,7 +97,8 @@ def measure(args: argparse.Namespace) -> dict:
     outputs = decode_user(handle, spec, user, decoding, 0, decoding.is_cd, clean=False)
     seconds = time.perf_counter() - started
     tokens = sum(len(ids) for ids in handle.tokenizer(list(outputs.values()), add_special_tokens=False)["input_ids"])
-    return {"mode": args.measure, "model": handle.name, "queries": len(queries), "tokens": tokens,
+    return {"mode": args.measure, "model": handle.name, "threads": torch.get_num_threads(), "queries": len(queries),
+            "tokens": tokens,
             "seconds": seconds, "tokens_per_second": tokens / seconds, "peak_rss_mb": peak_rss_kb() / 1024}
 
 

@@ -21,7 +21,7 @@ import json
 import time
 from typing import Sequence
 
-from bench.quick import add_quick_argument, parse_bench_args
+from bench.quick import add_model_arguments, add_quick_argument, apply_threads, bench_parser, parse_bench_args
 from data.cli import run
 from data.errors import InputError
 
@@ -46,16 +46,10 @@ TOPICS = [
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python bench/bench_generate.py", description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
-    parser.add_argument("--model_name", default="default", help="model to load (default: %(default)s)")
+    parser = bench_parser(__file__, __doc__)
+    add_model_arguments(parser, repeats_help="timed runs per batch size")
     parser.add_argument("--max_new_tokens", type=int, default=32, help="default: %(default)s")
     parser.add_argument("--batch_sizes", type=int, nargs="+", default=[1, 16], help="default: 1 16")
-    parser.add_argument("--repeats", type=int, default=1,
-                        help="timed runs per batch size, best one reported (default: %(default)s)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch CPU threads (default: torch's choice, one per core)")
     add_quick_argument(parser, max_new_tokens=16)
     return parser
 
@@ -72,8 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from lm.generation import generate_ids
     import torch
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    apply_threads(args)
     handle = load_model(args.model_name, device="cpu")
     print(f"model {handle.name} on cpu, {torch.get_num_threads()} threads, {len(TOPICS)} prompts, "
           f"greedy, max_new_tokens={args.max_new_tokens}")

@@ -23,7 +23,7 @@ import statistics
 import time
 from typing import Sequence
 
-from bench.quick import add_quick_argument, parse_bench_args
+from bench.quick import add_model_arguments, add_quick_argument, apply_threads, bench_parser, parse_bench_args
 from data.cli import add_task_argument, run
 from logit_adjust.main import add_user_bias_arguments
 
@@ -32,21 +32,16 @@ STEP_CALLS = 200
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python bench/bench_logit_adjust.py",
-                                     description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = bench_parser(__file__, __doc__)
     add_task_argument(parser, required=False)
     parser.set_defaults(task="LongLaMP_2")
-    parser.add_argument("--model_name", default="default", help="(default: %(default)s)")
+    # One thread by default: timings stay steady on a machine shared with other jobs.
+    add_model_arguments(parser, repeats=3, repeats_help="timed runs of each", threads=1)
     add_user_bias_arguments(parser)
     parser.add_argument("--beta", type=float, default=1.0, help="(default: %(default)s)")
     parser.add_argument("--num_prompts", type=int, default=8, help="sample questions used (default: %(default)s)")
     parser.add_argument("--batch_size", type=int, default=8, help="(default: %(default)s)")
     parser.add_argument("--max_new_tokens", type=int, default=32, help="(default: %(default)s)")
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs of each (default: %(default)s)")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch CPU threads; 1 keeps timings steady on a machine shared with other jobs, "
-                             "0 = torch's default (default: %(default)s)")
     add_quick_argument(parser, repeats=2, max_new_tokens=16)
     return parser
 
@@ -90,8 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise RuntimeError("a prompt stopped early: the runs would not generate the same number of tokens")
         return wall, cpu
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    apply_threads(args)
     for name in variants:
         timed(name, 4)                                     # warm-up
     runs: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}

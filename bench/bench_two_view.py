@@ -23,7 +23,7 @@ import argparse
 import json
 from typing import Sequence
 
-from bench.quick import add_quick_argument, parse_bench_args
+from bench.quick import add_model_arguments, add_quick_argument, apply_threads, bench_parser, parse_bench_args
 from data.cli import run
 from data.errors import InputError
 from bench.decoding_benchmarks import fastest_runs, peak_rss_kb, reset_peak_rss
@@ -33,20 +33,13 @@ ADAPTER = "user"
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python bench/bench_two_view.py", description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
-    parser.add_argument("--model_name", default="default", help="model to load (default: %(default)s)")
+    parser = bench_parser(__file__, __doc__)
+    add_model_arguments(parser, repeats_help="runs per mode, alternating modes")
     parser.add_argument("--max_new_tokens", type=int, default=64, help="default: %(default)s")
     parser.add_argument("--batch_size", type=int, default=16, help="prompts per batch (default: %(default)s)")
     parser.add_argument("--lora_rank", type=int, default=8, help="default: %(default)s")
     parser.add_argument("--alpha", type=float, default=0.1,
                         help="contrastive alpha of the two-view combine (default: %(default)s)")
-    parser.add_argument("--repeats", type=int, default=1,
-                        help="runs per mode, alternating modes; the fastest run of each is reported "
-                             "(default: %(default)s)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch CPU threads (default: torch's choice, one per core)")
     parser.add_argument("--measure", choices=MODES, default=None,
                         help="internal: decode in this process in one mode and print its figures as JSON")
     add_quick_argument(parser, max_new_tokens=32)
@@ -89,8 +82,7 @@ def measure(args: argparse.Namespace) -> dict:
     from bench.bench_generate import prompts
     import torch
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    apply_threads(args)
     handle = load_model(args.model_name, device="cpu")
     torch.manual_seed(0)
     # zero_init=False: random A and B, so the adapter changes the logits (B=0 would not).
