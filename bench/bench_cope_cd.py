@@ -26,7 +26,7 @@ from typing import Sequence
 from bench.quick import add_model_arguments, add_quick_argument, apply_threads, bench_parser, parse_bench_args
 from data.cli import run
 from data.errors import InputError
-from bench.decoding_benchmarks import fastest_runs, peak_rss_kb, reset_peak_rss
+from bench.decoding_benchmarks import fastest_runs, peak_rss_kb, report_against_plain, reset_peak_rss
 
 MODES = ("plain", "cd")
 SAMPLE_QUERIES = Path(__file__).resolve().parent.parent / "data" / "sample" / "LaMP_4" / "dev_questions.json"
@@ -55,17 +55,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     best = fastest_runs(__file__, list(argv if argv is not None else sys.argv[1:]), MODES, args.repeats)
     plain, cd = best["plain"], best["cd"]
-    summary = {"model": plain["model"], "threads": plain["threads"], "queries": plain["queries"],
-               "max_new_tokens": args.max_new_tokens,
-               "alpha": args.alpha, "repeats": args.repeats,
-               "plain_tokens_per_second": round(plain["tokens_per_second"], 2),
-               "cd_tokens_per_second": round(cd["tokens_per_second"], 2),
-               "plain_peak_rss_mb": round(plain["peak_rss_mb"], 1), "cd_peak_rss_mb": round(cd["peak_rss_mb"], 1),
-               "time_ratio": round(plain["tokens_per_second"] / cd["tokens_per_second"], 3),
-               "memory_ratio": round(cd["peak_rss_mb"] / plain["peak_rss_mb"], 3)}
-    print(f"time_ratio {summary['time_ratio']} (target <= 1.5), memory_ratio {summary['memory_ratio']} "
-          f"(target <= 1.1); the CPU is shared with other processes, so times vary between runs")
-    print(json.dumps(summary))
+    report_against_plain({"model": plain["model"], "threads": plain["threads"], "queries": plain["queries"],
+                          "max_new_tokens": args.max_new_tokens, "alpha": args.alpha, "repeats": args.repeats},
+                         plain, cd, "cd")
     return 0
 
 

@@ -26,7 +26,7 @@ from typing import Sequence
 from bench.quick import add_model_arguments, add_quick_argument, apply_threads, bench_parser, parse_bench_args
 from data.cli import run
 from data.errors import InputError
-from bench.decoding_benchmarks import fastest_runs, peak_rss_kb, reset_peak_rss
+from bench.decoding_benchmarks import fastest_runs, peak_rss_kb, report_against_plain, reset_peak_rss
 
 MODES = ("plain", "two_view")
 ADAPTER = "user"
@@ -55,20 +55,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     best = fastest_runs(__file__, list(argv if argv is not None else sys.argv[1:]), MODES, args.repeats)
     plain, two_view = best["plain"], best["two_view"]
-    summary = {
-        "model": plain["model"], "threads": plain["threads"], "prompts": plain["prompts"],
-        "max_new_tokens": args.max_new_tokens, "repeats": args.repeats,
-        "plain_tokens_per_second": round(plain["tokens_per_second"], 2),
-        "two_view_tokens_per_second": round(two_view["tokens_per_second"], 2),
-        "plain_peak_rss_mb": round(plain["peak_rss_mb"], 1),
-        "two_view_peak_rss_mb": round(two_view["peak_rss_mb"], 1),
-        "plain_row_forwards": plain["row_forwards"], "two_view_row_forwards": two_view["row_forwards"],
-        "time_ratio": round(plain["tokens_per_second"] / two_view["tokens_per_second"], 3),
-        "memory_ratio": round(two_view["peak_rss_mb"] / plain["peak_rss_mb"], 3),
-    }
-    print(f"time_ratio {summary['time_ratio']} (target <= 1.5), memory_ratio {summary['memory_ratio']} "
-          f"(target <= 1.1); CPU shared with other processes, so times vary between runs")
-    print(json.dumps(summary))
+    report_against_plain({"model": plain["model"], "threads": plain["threads"], "prompts": plain["prompts"],
+                          "max_new_tokens": args.max_new_tokens, "repeats": args.repeats,
+                          "plain_row_forwards": plain["row_forwards"],
+                          "two_view_row_forwards": two_view["row_forwards"]},
+                         plain, two_view, "two_view")
     return 0
 
 

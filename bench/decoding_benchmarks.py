@@ -35,6 +35,22 @@ def fastest_runs(script: str | Path, argv: Sequence[str], modes: Sequence[str], 
     return best
 
 
+def report_against_plain(header: dict, plain: dict, other: dict, other_mode: str) -> dict:
+    """Print and return the summary: ``header``, each mode's speed and peak memory, and the ratios of
+    ``other_mode`` over plain decoding (seconds per token and peak RSS), whose targets are 1.5 and 1.1."""
+    summary = {**header,
+               "plain_tokens_per_second": round(plain["tokens_per_second"], 2),
+               f"{other_mode}_tokens_per_second": round(other["tokens_per_second"], 2),
+               "plain_peak_rss_mb": round(plain["peak_rss_mb"], 1),
+               f"{other_mode}_peak_rss_mb": round(other["peak_rss_mb"], 1),
+               "time_ratio": round(plain["tokens_per_second"] / other["tokens_per_second"], 3),
+               "memory_ratio": round(other["peak_rss_mb"] / plain["peak_rss_mb"], 3)}
+    print(f"time_ratio {summary['time_ratio']} (target <= 1.5), memory_ratio {summary['memory_ratio']} "
+          f"(target <= 1.1); the CPU is shared with other processes, so times vary between runs")
+    print(json.dumps(summary))
+    return summary
+
+
 def measure_in_subprocess(script: str | Path, argv: Sequence[str], mode: str) -> dict:
     """The JSON figures that ``script ... --measure MODE`` prints on its last line."""
     command = [sys.executable, str(Path(script).resolve()), *argv, "--measure", mode]
