@@ -28,10 +28,8 @@ set -euo pipefail
 : "${SEED:=0}"
 : "${NPROC:=1}"                                      # > 1: torchrun --nproc_per_node $NPROC
 
-optional() { [ -n "$2" ] && printf -- '%s\n%s\n' "$1" "$2" || true; }
-launch() {
-    if [ "$NPROC" -gt 1 ]; then torchrun --standalone --nproc_per_node "$NPROC" -m "$@"; else python -m "$@"; fi
-}
+# shellcheck source=scripts/stage_lib.sh
+source "$(dirname "$0")/scripts/stage_lib.sh"
 
 # ---------------------------------------------------------------- stage 0: history embeddings
 for split in train eval; do

@@ -21,10 +21,8 @@ set -euo pipefail
 : "${RUN_INFERENCE:=1}"
 : "${GEN_BATCH_SIZE:=16}"
 
-optional() { [ -n "$2" ] && printf -- '%s\n%s\n' "$1" "$2" || true; }
-launch() {
-    if [ "$NPROC" -gt 1 ]; then torchrun --standalone --nproc_per_node "$NPROC" -m "$@"; else python -m "$@"; fi
-}
+# shellcheck source=scripts/stage_lib.sh
+source "$(dirname "$0")/scripts/stage_lib.sh"
 mapfile -t extra < <(optional --device "$DEVICE"; optional --hidden_dim "$HIDDEN_DIM")
 
 # ---------------------------------------------------------------- stage 2: projector

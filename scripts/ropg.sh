@@ -36,7 +36,8 @@ fi
 
 limit_train=(); if [ -n "$LIMIT_TRAIN" ]; then limit_train=(--limit "$LIMIT_TRAIN"); fi
 limit_dev=(); if [ -n "$LIMIT_DEV" ]; then limit_dev=(--limit "$LIMIT_DEV"); fi
-launch=(python); if [ "$NPROC" -gt 1 ]; then launch=(torchrun --nproc_per_node "$NPROC"); fi
+# shellcheck source=scripts/stage_lib.sh
+source scripts/stage_lib.sh
 
 # ----------------------------------------------------------------------------- 1. feedback, 2. merge
 for split in train dev; do
@@ -53,8 +54,8 @@ common=(--do_train --task "$TASK" --train_data "$DATA_DIR/train_questions.json"
         --ctx_size "$CTX_SIZE" --total_steps "$STEPS" --lr "$LR" --model_path "$ENCODER"
         --max_query_length "$MAX_LENGTH" --max_doc_length "$MAX_LENGTH"
         --checkpoint_dir "$OUT/checkpoints")
-"${launch[@]}" -m ropg.train_kd "${common[@]}" --name kd --temperature "$TEMPERATURE"
-"${launch[@]}" -m ropg.train_rl "${common[@]}" --name rl
+launch ropg.train_kd "${common[@]}" --name kd --temperature "$TEMPERATURE"
+launch ropg.train_rl "${common[@]}" --name rl
 
 # ----------------------------------------------------------------------------- 4. rank dev profiles
 # Dense rankers see the documents as training did (with ' date: ...', the reference's ROPG documents).

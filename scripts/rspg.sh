@@ -36,7 +36,8 @@ item_cut=(); if [ -n "$MAX_ITEM_TOKENS" ]; then item_cut=(--max_item_tokens "$MA
 if [ -z "$METRIC" ]; then
   METRIC=$(python -c "import sys; from data.tasks import get_task; print(get_task(sys.argv[1]).metrics[0])" "$TASK")
 fi
-launcher=(python); if [ "$NPROC" -gt 1 ]; then launcher=(torchrun --nproc_per_node "$NPROC"); fi
+# shellcheck source=scripts/stage_lib.sh
+source scripts/stage_lib.sh
 
 # ----------------------------------------------------------------------------- 1. per-retriever feedback
 for split in train dev; do
@@ -62,7 +63,7 @@ done
 
 # ----------------------------------------------------------------------------- 3. train + validate Pre, Post
 for kind in Pre Post; do
-  "${launcher[@]}" -m rspg.rspg --do_train --rspg_type "$kind" --task "$TASK" --name "$kind" \
+  launch rspg.rspg --do_train --rspg_type "$kind" --task "$TASK" --name "$kind" \
     --checkpoint_dir "$OUT/selector" --train_data "$OUT/train/selection.json" \
     --val_data "$OUT/dev/selection.json" --val_lamp_golds "$DATA_DIR/dev_outputs.json" \
     --encoder "$ENCODER" --total_steps "$STEPS" --learning_rate "$LR" --temperature "$TEMPERATURE"
