@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
-from eval.report import Row, markdown_table
+from eval.report import Row
 
 BEST_PICK = "best_pick"     # share of questions whose chosen retriever has the best label (ties count)
 
@@ -24,22 +24,18 @@ def best_pick_rate(records: Sequence[dict], chosen: Sequence[int]) -> float:
 
 
 def selection_rows(task: str, golds: Mapping[str, str], records: Sequence[dict],
-                   selections: Mapping[str, Sequence[int]]) -> list[Row]:
+                   selections: Mapping[str, Sequence[int]]) -> tuple[list[Row], dict[str, dict]]:
     """One row per named selection (the selector's, the oracle's) and per single retriever, scored by eval
-    against ``golds``, with the best-pick rate beside the task's metrics."""
+    against ``golds``, with the best-pick rate beside the task's metrics; and each one's eval report by name."""
     from eval.scoring import metric_values, score_predictions
 
     retrievers = records[0]["retrievers"]
     every = dict(selections)
     every.update({name: [index] * len(records) for index, name in enumerate(retrievers)})
-    rows = []
+    rows, reports = [], {}
     for name, chosen in every.items():
         predictions = {record["id"]: record["outputs"][index] for record, index in zip(records, chosen)}
-        report = score_predictions(task, golds, predictions, allow_missing=False)
-        rows.append(Row(name, task, report["num_examples"],
-                        {**metric_values(report), BEST_PICK: best_pick_rate(records, chosen)}))
-    return rows
-
-
-def selection_table(rows: Sequence[Row]) -> str:
-    return markdown_table(rows)
+        reports[name] = score_predictions(task, golds, predictions, allow_missing=False)
+        rows.append(Row(name, task, reports[name]["num_examples"],
+                        {**metric_values(reports[name]), BEST_PICK: best_pick_rate(records, chosen)}))
+    return rows, reports

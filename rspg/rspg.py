@@ -81,7 +81,6 @@ def validate(selector, records, args, run_dir: Path) -> str:
     from data.loaders import read_golds
     from data.tasks import get_task
     from eval.report import render
-    from eval.scoring import score_predictions
     from rspg.evaluation import final_predictions, selection_rows
     from rspg.selector import best_indices, select
 
@@ -95,10 +94,9 @@ def validate(selector, records, args, run_dir: Path) -> str:
     chosen = select(selector, records, args.rspg_type)
     preds = final_predictions(spec.name, records, chosen)
     path = atomic_write_json(run_dir / "final_preds.json", preds)
-    report = score_predictions(spec.name, golds, {row["id"]: row["output"] for row in preds["golds"]})
-    atomic_write_json(run_dir / "scores.json", report)
-    rows = selection_rows(spec.name, golds, records,
-                          {f"RSPG-{args.rspg_type} (selected)": chosen, "oracle": best_indices(records)})
+    selected = f"RSPG-{args.rspg_type} (selected)"
+    rows, reports = selection_rows(spec.name, golds, records, {selected: chosen, "oracle": best_indices(records)})
+    atomic_write_json(run_dir / "scores.json", reports[selected])
     atomic_write_json(run_dir / "results.json", [{"name": row.name, "n": row.num_predictions, **row.metrics}
                                                  for row in rows])
     table = render(rows, title=f"{spec.name} RSPG-{args.rspg_type}: {len(records)} questions, "
