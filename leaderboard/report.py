@@ -110,7 +110,7 @@ def chart(task: str, rows: Sequence[Row], baseline_name: str) -> bytes:
     axes[0][0].set_yticks(positions, labels)
     axes[0][0].set_ylim(-0.7, len(rows) - 0.3)
     figure.suptitle(f"{task}: difference from {baseline_name}, {CONFIDENCE:.0%} paired-bootstrap intervals "
-                    "(labels: the metric)", fontsize=9)
+                    "(numbers: the method's value)", fontsize=9)
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110)

@@ -19,6 +19,7 @@ if __package__ in (None, ""):  # run as a file: make the repository importable i
 
 import argparse
 import datetime
+import os
 import shlex
 from typing import Callable, Sequence
 
@@ -28,7 +29,7 @@ from leaderboard.cell import Cell, TaskData
 from leaderboard.report import write_outputs
 from leaderboard.results import task_rows
 from leaderboard.runner import run_cells
-from leaderboard.sources import SAMPLE, data_stamp, dev_golds, task_data, task_folder
+from leaderboard.sources import SAMPLE, data_stamp, dev_golds, repo_path, task_data, task_folder
 
 # The tasks of a plain run: what the embedded sample runs in its time budget on 2 CPU cores.
 DEFAULT_TASKS = ("LaMP_4",)
@@ -77,10 +78,12 @@ def main(argv: Sequence[str] | None = None, method_cells: MethodCells | None = N
     if args.num_users is not None and args.num_users < 1:
         raise InputError(f"--num_users must be at least 1, got {args.num_users}")
     method_cells = method_cells or load_method_cells()
-    out: Path = args.out
+    out = repo_path(args.out)
+    data_source = args.data if args.data == SAMPLE else str(repo_path(args.data))
+    os.chdir(REPO_ROOT)                      # where every step runs: the paths above are relative to it
     datasets, cells_of = {}, {}
     for task in dict.fromkeys(args.task):
-        datasets[task] = task_data(task, args.data, out, args.num_users)
+        datasets[task] = task_data(task, data_source, out, args.num_users)
         every = method_cells(datasets[task], args.model, out / task, args.quick)
         cells_of[task] = select_cells(every, task, args.quick, args.methods)
     if args.methods:
@@ -109,7 +112,7 @@ def main(argv: Sequence[str] | None = None, method_cells: MethodCells | None = N
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "git commit": git_commit() or "unknown",
         "model": args.model,
-        "data": "; ".join(f"{task}: {task_folder(task, args.data).relative_to(REPO_ROOT) if args.data == SAMPLE else task_folder(task, args.data)}"
+        "data": "; ".join(f"{task}: {task_folder(task, data_source)}"
                           f" dev split{f', first {args.num_users} users' if args.num_users else ''}"
                           for task in datasets) + (" (--quick sizes)" if args.quick else ""),
     }

@@ -22,12 +22,22 @@ from data.tasks import get_task
 from leaderboard.cell import TaskData
 
 SAMPLE = "sample"
-SAMPLE_DIR = REPO_ROOT / "data" / "sample"
+SAMPLE_DIR = Path("data") / "sample"      # the leaderboard works from the repository root, as its steps do
 # The file names of each benchmark's splits: (train questions, train outputs, dev questions, dev outputs).
 LAYOUTS = {
     "LaMP": ("train_questions.json", "train_outputs.json", "dev_questions.json", "dev_outputs.json"),
     "LongLaMP": ("train.json", None, "val.json", None),
 }
+
+
+def repo_path(path: str | Path) -> Path:
+    """``path`` (relative to the current folder) as the steps see it from the repository root: relative when
+    inside the repository, so commands and ledger keys do not depend on where the checkout lives."""
+    resolved = Path(path).resolve()
+    try:
+        return resolved.relative_to(REPO_ROOT)
+    except ValueError:
+        return resolved
 
 
 def task_folder(task: str, data: str) -> Path:

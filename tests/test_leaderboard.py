@@ -59,6 +59,12 @@ def fake_cells(modes: dict[str, str], counters: Path, shared: bool = False):
     return method_cells
 
 
+@pytest.fixture(autouse=True)
+def from_the_repository(monkeypatch):
+    """The leaderboard works from the repository root (it changes there); undo that after each test."""
+    monkeypatch.chdir(Path(__file__).resolve().parent.parent)
+
+
 @pytest.fixture
 def lamp4(tmp_path) -> Path:
     return write_lamp4(tmp_path / "gitlike")
