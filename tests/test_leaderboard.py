@@ -282,3 +282,16 @@ def test_a_lamp4_folder_given_for_another_lamp_task_names_the_file(tmp_path, lam
         (lamp4 / "LaMP_3" / name).write_text((lamp4 / name).read_text())
     with pytest.raises(InputError, match="LaMP_3/train_outputs.json"):
         task_data("LaMP_3", str(lamp4), tmp_path / "out")
+
+
+def test_the_cell_list_gets_the_data_model_folder_and_quick_flag(tmp_path, lamp4):
+    calls = []
+    cells = fake_cells(MODES, tmp_path)
+
+    def method_cells(data, model, out_dir, quick):
+        calls.append((data.task, data.num_users, model, out_dir, quick))
+        return cells(data, model, out_dir, quick)
+
+    assert leaderboard(tmp_path, lamp4, method_cells, "--model", "some/model", "--quick", "--num_users", "3",
+                       "--list") == 0
+    assert calls == [("LaMP_4", 3, "some/model", tmp_path / "lb" / "LaMP_4", True)]
