@@ -29,7 +29,7 @@ from data.io import read_json
 from lm.loading import resolve_device, save_model_folder
 from lm.vllm_backend import vllm_available
 from runtime.generation import postprocess
-from runtime.run_folder import PREDICTIONS_FILE, write_scores
+from runtime.run_folder import PREDICTIONS_FILE, trainable_parameters, write_scores, write_training_info
 from runtime.users import MANIFEST_FILE, Shard, done_marker, run_users, user_folder
 
 log = logging.getLogger("lampkit.cope")
@@ -129,6 +129,7 @@ def train_tam(handle, spec, examples, options, folder: Path) -> dict:
     # A folder cut by a kill has no matching trained.json beside it (cope.tam), so it is trained again.
     shutil.rmtree(folder, ignore_errors=True)
     handle.save_adapter(TAM_ADAPTER, folder)
+    write_training_info(folder.parent, trainable_parameters(handle.model))   # beside the adapter, as per user
     return metrics
 
 
@@ -145,6 +146,8 @@ def sft_user(handle, spec, user: User, options, folder: Path) -> None:
         train_sft(handle, [item_prompt(spec, item) for item in user.profile],
                   [item_target(spec, item) for item in user.profile], adapter=USER_ADAPTER, options=options)
         handle.save_adapter(USER_ADAPTER, folder)
+        # in the user's folder, beside the adapter: the run's training.json files sum over its users
+        write_training_info(folder.parent, trainable_parameters(handle.model))
     finally:
         handle.delete_adapter(USER_ADAPTER)
 
@@ -164,6 +167,7 @@ def dpo_user(handle, spec, user: User, selection: Sequence[Mapping], sft_folder:
                   [item_target(spec, item) for item, _ in pairs], [negative for _, negative in pairs],
                   adapter=USER_ADAPTER, options=options, beta=beta)
         handle.save_adapter(USER_ADAPTER, folder)
+        write_training_info(folder.parent, trainable_parameters(handle.model))
     finally:
         handle.delete_adapter(USER_ADAPTER)
 

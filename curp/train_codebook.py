@@ -37,7 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from curp.optim import OptimizerOptions, make_accelerator
     from curp.records import load_embeddings
     from curp.stage1 import USAGE_FILE, CodebookOptions, check_shapes, train_codebook
-    from runtime.run_folder import write_run_config
+    from runtime.run_folder import trainable_parameters, write_run_config, write_training_info
 
     options = from_args(CodebookOptions, args)
     embeddings = load_embeddings(args.embeddings)
@@ -48,9 +48,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         setup_logging(output_dir)
         write_run_config(output_dir, args, "curp.train_codebook", encoder=embeddings.encoder,
                          num_embeddings=len(embeddings.vectors), dim=embeddings.dim)
-    train_codebook(embeddings.vectors, options, from_args(OptimizerOptions, args), output_dir, accelerator,
-                   extra={"encoder": embeddings.encoder, "embeddings": str(Path(args.embeddings).resolve())})
+    quantizer = train_codebook(embeddings.vectors, options, from_args(OptimizerOptions, args), output_dir,
+                               accelerator,
+                               extra={"encoder": embeddings.encoder, "embeddings": str(Path(args.embeddings).resolve())})
     if accelerator.is_main_process:
+        write_training_info(output_dir, trainable_parameters(quantizer))
         report = json.loads((output_dir / USAGE_FILE).read_text())
         print(json.dumps({"codes_used": [s["codes_used"] for s in report["subspaces"]],
                           "normalized_entropy": [round(s["normalized_entropy"], 4) for s in report["subspaces"]],

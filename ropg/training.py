@@ -321,6 +321,10 @@ def train(args, objective: Callable, objective_name: str) -> Path | None:
                 if step >= args.total_steps:
                     break
             epoch += 1
+    if dist.is_writer:
+        from runtime.run_folder import trainable_parameters, write_training_info
+
+        write_training_info(args.checkpoint_dir / args.name, trainable_parameters(encoder.model))
     dist.close()
     return last if dist.is_writer else None
 

@@ -119,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from rspg.selection_data import read_records
     from rspg.selector import load_selector, saved_facts
     from rspg.training import TrainSettings, barrier, init_distributed, train, world
-    from runtime.run_folder import write_run_config
+    from runtime.run_folder import trainable_parameters, write_run_config, write_training_info
 
     spec = get_task(args.task)
     train_records = read_records(args.train_data) if args.do_train else None
@@ -151,6 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         losses = train(selector, train_records, spec, settings, run_dir)
         if rank == 0:
             model_dir = selector.save(run_dir / "model", rspg_type=args.rspg_type, task=spec.name, **facts)
+            write_training_info(run_dir, trainable_parameters(selector))
             window = max(1, len(losses) // 10)
             print(f"loss: first {window} steps {sum(losses[:window]) / window:.4f}, "
                   f"last {window} steps {sum(losses[-window:]) / window:.4f}")
