@@ -26,13 +26,13 @@ from typing import Callable, Sequence
 from data.cli import REPO_ROOT, git_commit, parse_args, run, task_name, writable_dir, write_config
 from data.errors import InputError
 from leaderboard.cell import Cell, TaskData
+from leaderboard.cells import DEFAULT_TASKS
+from leaderboard.cells import method_cells as listed_method_cells
 from leaderboard.report import write_outputs
 from leaderboard.results import task_rows
 from leaderboard.runner import run_cells
 from leaderboard.sources import SAMPLE, data_stamp, dev_golds, repo_path, task_data, task_folder
 
-# The tasks of a plain run: what the embedded sample runs in its time budget on 2 CPU cores.
-DEFAULT_TASKS = ("LaMP_4",)
 MethodCells = Callable[[TaskData, str, Path, bool], list[Cell]]
 
 
@@ -68,16 +68,11 @@ def select_cells(cells: Sequence[Cell], task: str, quick: bool, methods: Sequenc
             and (cell.baseline or methods is None or cell.method in methods)]
 
 
-def load_method_cells() -> MethodCells:
-    from leaderboard.cells import method_cells
-    return method_cells
-
-
 def main(argv: Sequence[str] | None = None, method_cells: MethodCells | None = None) -> int:
     args = parse_args(make_parser(), argv)
     if args.num_users is not None and args.num_users < 1:
         raise InputError(f"--num_users must be at least 1, got {args.num_users}")
-    method_cells = method_cells or load_method_cells()
+    method_cells = method_cells or listed_method_cells
     out = repo_path(args.out)
     data_source = args.data if args.data == SAMPLE else str(repo_path(args.data))
     os.chdir(REPO_ROOT)                      # where every step runs: the paths above are relative to it
