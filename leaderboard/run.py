@@ -30,7 +30,7 @@ from leaderboard.cells import DEFAULT_TASKS
 from leaderboard.cells import method_cells as listed_method_cells
 from leaderboard.report import write_outputs
 from leaderboard.results import task_rows
-from leaderboard.runner import run_cells
+from leaderboard.runner import DONE, run_cells
 from leaderboard.sources import SAMPLE, data_stamp, dev_golds, repo_path, task_data, task_folder
 
 MethodCells = Callable[[TaskData, str, Path, bool], list[Cell]]
@@ -113,7 +113,7 @@ def main(argv: Sequence[str] | None = None, method_cells: MethodCells | None = N
     }
     written = write_outputs(out, rows_by_task, header, baseline_name)
     print((out / "leaderboard.md").read_text(encoding="utf-8"))
-    failed = sum(row.status != "done" for rows in rows_by_task.values() for row in rows)
+    failed = sum(row.status != DONE for rows in rows_by_task.values() for row in rows)
     print(f"{sum(map(len, rows_by_task.values()))} cells, {failed} failed. Outputs: "
           + ", ".join(str(path) for path in written) + f"; {out / 'ledger.json'}, {out / 'logs'}/, {out}/config.json")
     return 0
