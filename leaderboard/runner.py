@@ -3,10 +3,10 @@
 Every distinct command (argv, plus the fingerprint of its task's data) is a step; it runs at most once per
 leaderboard run, however many cells list it, from the repository root, its stdout and stderr going to
 ``<out>/logs/<name>-<key>.{stdout,stderr}.log``. The ledger ``<out>/ledger.json`` (rewritten atomically after
-each step) keeps per step: argv, status, exit code, wall time, peak memory and the tail of its stderr. A rerun
-skips a step the ledger says finished (its recorded cost still counts) unless the predictions of the cell
-that needs it are missing. A failed step fails the cells that need it, with a one-line reason; the other
-cells still run.
+each step) keeps per step: argv, status, exit code, wall time, peak memory and the tail of its stderr, keyed by
+the step and the steps before it in its cell. A rerun skips a step the ledger says finished after the same
+earlier steps (its recorded cost still counts) unless the predictions of the cell that needs it are missing.
+A failed step fails the cells that need it, with a one-line reason; the other cells still run.
 
 Each step runs under ``leaderboard.measure``, a small wrapper process that measures the peak memory of the
 step's whole process tree (see there why a wrapper) and its wall time.
@@ -125,7 +125,7 @@ def run_cells(cells: Sequence[Cell], out_dir: Path, data_stamps: dict[str, str] 
     out_dir = Path(out_dir)
     data_stamps = data_stamps or {}
     ledger = Ledger(out_dir)
-    this_run: dict[str, dict] = {}          # steps handled in this run (ran, reused or failed), by key
+    this_run: dict[str, dict] = {}          # steps handled in this run (ran, reused or failed), by command key
     keys_of = {id(cell): [step_key(argv, data_stamps.get(cell.task, "")) for argv in cell.steps] for cell in cells}
     total = len({key for keys in keys_of.values() for key in keys})
     results = []
@@ -133,20 +133,25 @@ def run_cells(cells: Sequence[Cell], out_dir: Path, data_stamps: dict[str, str] 
         for cell in cells:
             result = CellRun(cell)
             results.append(result)
+            chain = ""
             for number, (argv, key) in enumerate(zip(cell.steps, keys_of[id(cell)]), 1):
                 where = f"[{cell.task}] {cell.method}, step {number}/{len(cell.steps)}"
+                # The ledger knows a step by its command AND the commands before it in the cell: when an earlier
+                # step's flags change, every later one reruns (its own argv may not show what it reads).
+                chain = fingerprint({"step": key, "after": chain})
                 record = this_run.get(key)
                 if record is None:
-                    earlier = ledger.steps.get(key)
+                    earlier = ledger.steps.get(chain)
                     if earlier and earlier["status"] == DONE and Path(cell.predictions).is_file():
                         record = {**earlier, "reused": True}
                         tqdm.write(f"{where}: reused, finished earlier ({earlier['wall_seconds']:.1f} s, "
                                    f"{earlier['peak_mb']:.0f} MB): {command_text(argv)}")
                     else:
                         record = _run_step(argv, key, out_dir, where)
-                        ledger.record(key, record)
                     this_run[key] = record
                     bar.update(1)
+                if ledger.steps.get(chain, {}).get("finished_at") != record["finished_at"]:
+                    ledger.record(chain, {name: value for name, value in record.items() if name != "reused"})
                 result.steps.append(record)
                 if record["status"] == FAILED:
                     result.status, result.reason = FAILED, f"step {number}/{len(cell.steps)} {failure_reason(argv, record)}"

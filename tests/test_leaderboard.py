@@ -121,6 +121,22 @@ def test_rerun_reuses_finished_steps(tmp_path, lamp4):
     assert (tmp_path / "no_profile.count").read_text() == "ran\n"
 
 
+def test_a_changed_earlier_step_reruns_the_later_ones(tmp_path, lamp4):
+    def cells_with(first_mode):
+        def method_cells(data, model, out_dir, quick):
+            predictions = out_dir / "p.json"
+            steps = (fake_step(data, out_dir / "stage.json", first_mode, str(tmp_path / "stage")),
+                     fake_step(data, predictions, "gold", str(tmp_path / "final")))
+            return [Cell("no profile", data.task, steps, predictions, baseline=True)]
+        return method_cells
+
+    assert leaderboard(tmp_path, lamp4, cells_with("gold")) == 0
+    assert leaderboard(tmp_path, lamp4, cells_with("gold")) == 0
+    assert (tmp_path / "final").read_text() == "ran\n"
+    assert leaderboard(tmp_path, lamp4, cells_with("first_word")) == 0    # the same final argv, after another stage
+    assert (tmp_path / "stage").read_text() == (tmp_path / "final").read_text() == "ran\nran\n"
+
+
 def test_a_failed_cell_is_reported_and_the_others_finish(tmp_path, lamp4, capsys):
     modes = {"no profile": "first_word", "broken": "fail", "perfect": "gold"}
     assert leaderboard(tmp_path, lamp4, fake_cells(modes, tmp_path)) == 0
