@@ -46,7 +46,9 @@ class Sizes:
     curp_train_items: int        # history items embedded per training user
 
 
-FULL = Sizes(train_users=None, ropg_steps=40, rspg_steps=40, cope_history=6, cope_words=128, cope_negatives=3,
+# CoPe's per-user stages cost the most (sample, 24 dev users, load average ~6: pseudo-negatives 471 s, their
+# scoring 256 s at 4 items x 2 samples), so the full run keeps the quick history and samples to stay in the hour.
+FULL = Sizes(train_users=None, ropg_steps=40, rspg_steps=40, cope_history=4, cope_words=128, cope_negatives=2,
              curp_epochs=10, curp_codebook=64, curp_train_items=16)
 QUICK = Sizes(train_users=8, ropg_steps=10, rspg_steps=10, cope_history=4, cope_words=64, cope_negatives=2,
               curp_epochs=3, curp_codebook=32, curp_train_items=8)
@@ -240,10 +242,12 @@ def _cope_cells(spec, data, model, out, sizes):
 
     tam = cope("tam", *_opt("--num_others", sizes.train_users), "--batch_size", "8", "--max_epoch", "1",
                "--is_train", "--is_test")
-    sft = cope("oppu_sft", "--batch_size", "4", "--max_epoch", "1", "--learning_rate", "5e-4", "--is_train")
+    # a few history items need a larger step than the reference's 1e-4 for the adapter to change any output
+    # (cope/README.md: at 1e-4, or 5e-4 for one step, OPPU's outputs equalled the TAM's)
+    sft = cope("oppu_sft", "--batch_size", "2", "--max_epoch", "2", "--learning_rate", "2e-3", "--is_train")
     negatives = (cope("generate_pseudo_negatives", "--response_num", str(sizes.cope_negatives), "--temperature", "1.0"),
                  cope("compute_scores", "--std", "max"))
-    dpo = cope("oppu_sft_dpo", "--batch_size", "8", "--max_epoch", "1", "--learning_rate", "5e-5",
+    dpo = cope("oppu_sft_dpo", "--batch_size", "8", "--max_epoch", "1", "--learning_rate", "5e-4",
                "--dpo_beta", "0.01", "--negative_sampling_method", "pseudo", "--mode", "max", "--is_train")
     contrast = ("--is_cd", "--contrastive_alpha", CONTRASTIVE_ALPHA, "--repetition_penalty", "1.0")
     tam_dirs = (root / "TAM",)
