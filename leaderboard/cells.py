@@ -6,9 +6,11 @@ under every OPPU variant, ROPG's feedback under KD and RL, RSPG's arms under Pre
 in each cell, so the runner runs it once.
 
 Which methods apply to a task comes from registry facts (:func:`skipped_methods` says why one does not), and
-the sizes from ``quick`` (:class:`Sizes`): the embedded sample (24 dev users) on 2 CPU cores with the packaged
-SmolLM2-135M must finish within an hour for :data:`DEFAULT_TASKS`, and the ``in_quick`` cells at quick sizes
-within 15 minutes (measured figures: ../lb_notes.md of the session, and the issue's note).
+the sizes from ``quick`` (:class:`Sizes`). Budget (issue 15): on the embedded sample (24 dev users) with the
+packaged SmolLM2-135M on 2 CPU cores, every cell of :data:`DEFAULT_TASKS` within an hour, the ``in_quick`` ones
+within 15 minutes. Measured on LaMP_4 at quick sizes with the machine shared (load average 5-7 on the 2 cores):
+every method 53.5 min of step wall time, 32 of them CoPe's five rows (pseudo-negatives, their scoring and
+per-user DPO for 24 users); the ``in_quick`` cells 13.6 min.
 
 Every run folder is under ``out_dir/<method slug>/`` (``out_dir`` is the task's folder, e.g.
 ``runs/leaderboard/LaMP_4``); the dev files of ``TaskData`` already hold exactly the users to score, so no
@@ -149,11 +151,11 @@ def _study_cells(spec, data, model, out, sizes):
     if data.dev_questions.name != "dev_questions.json":     # the study reads <folder>/dev_{questions,outputs}.json
         return []
     rows = [("Profile study: outputs only", "study_outputs_only",
-             StudySettings(retrieval_id="BM25", k=NUM_RETRIEVED, ablation="only_output")),
+             StudySettings(retrieval_id="BM25", k=NUM_RETRIEVED, ablation="only_output"), True),
             ("Profile study: other users' items", "study_other_users",
-             StudySettings(retrieval_id="Full_Random", k=NUM_RETRIEVED, ablation="both"))]
+             StudySettings(retrieval_id="Full_Random", k=NUM_RETRIEVED, ablation="both"), False)]
     cells = []
-    for method, slug, settings in rows:
+    for method, slug, settings, quick in rows:
         root = out / slug
         argv = ("python", "-m", "lamp_rag.profile_study", "--task_name", spec.name,
                 "--raw_data_folder_path", str(data.dev_questions.parent), "--result_dir", str(root),
@@ -163,7 +165,7 @@ def _study_cells(spec, data, model, out, sizes):
                 # greedy decoding of the registry length, as every other row (the study: 4 beams, 512 tokens)
                 "--generation_num_beams", "1", "--output_max_length", str(spec.max_new_tokens), "--batch_size", "16")
         run = result_dir(root, model, settings, "user-based", spec.name)
-        cells.append(Cell(method, spec.name, (argv,), run / "predictions.json", (root,), in_quick=False))
+        cells.append(Cell(method, spec.name, (argv,), run / "predictions.json", (root,), in_quick=quick))
     return cells
 
 
@@ -188,7 +190,7 @@ def _ropg_cells(spec, data, model, out, sizes):
                     "--retriever_model", str(root / "checkpoints" / name / "checkpoint" / "latest"),
                     "--num_retrieved", str(NUM_RETRIEVED), *_date_flag(spec))
         cells.append(Cell(method, spec.name, (score, merge, train, generate), root / f"rag_{name}" / "predictions.json",
-                          (root / "checkpoints" / name, root / f"rag_{name}"), in_quick=False))
+                          (root / "checkpoints" / name, root / f"rag_{name}")))
     return cells
 
 
