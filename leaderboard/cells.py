@@ -60,7 +60,7 @@ QUICK = Sizes(train_users=8, ropg_steps=10, rspg_steps=10, cope_history=4, cope_
 
 def _needs_generation(spec: TaskSpec) -> str | None:
     # logit_adjust steers free text token by token; it refuses label tasks itself (logit_adjust.experiment)
-    return None if spec.kind == "generation" else f"logit adjustment needs a generation task ({spec.name} is {spec.kind})"
+    return None if spec.kind == "generation" else f"logit adjustment needs free text; {spec.name} is {spec.kind}"
 
 
 def _needs_cope_prompt(spec: TaskSpec) -> str | None:
@@ -175,7 +175,8 @@ def _ropg_cells(spec, data, model, out, sizes):
     score = ("python", "-m", "ropg.profile_item_utilization_scorer", "--task", spec.name, "--model_name", model,
              *_train_data(data, "--train_data", "--train_outputs"), "--profile_size", str(NUM_RETRIEVED),
              "--output_dir", str(feedback), *_opt("--limit", sizes.train_users))
-    merge = ("python", "-m", "ropg.merge_scores", "--output_dir", str(feedback), "--output", str(feedback / "merged.json"))
+    merge = ("python", "-m", "ropg.merge_scores", "--output_dir", str(feedback),
+             "--output", str(feedback / "merged.json"))
     cells = []
     for method, name in (("ROPG-KD", "kd"), ("ROPG-RL", "rl")):
         train = ("python", "-m", f"ropg.train_{name}", "--do_train", "--task", spec.name,
