@@ -48,9 +48,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         setup_logging(output_dir)
         write_run_config(output_dir, args, "curp.train_codebook", encoder=embeddings.encoder,
                          num_embeddings=len(embeddings.vectors), dim=embeddings.dim)
+    extra = {"encoder": embeddings.encoder, "embeddings": str(Path(args.embeddings).resolve())}
     quantizer = train_codebook(embeddings.vectors, options, from_args(OptimizerOptions, args), output_dir,
-                               accelerator,
-                               extra={"encoder": embeddings.encoder, "embeddings": str(Path(args.embeddings).resolve())})
+                               accelerator, extra=extra)
     if accelerator.is_main_process:
         write_training_info(output_dir, trainable_parameters(quantizer))
         report = json.loads((output_dir / USAGE_FILE).read_text())

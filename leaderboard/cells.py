@@ -6,9 +6,11 @@ under every OPPU variant, ROPG's feedback under KD and RL, RSPG's arms under Pre
 in each cell, so the runner runs it once.
 
 Which methods apply to a task comes from registry facts (:func:`skipped_methods` says why one does not), and
-the sizes from ``quick`` (:class:`Sizes`): the embedded sample (24 dev users) on 2 CPU cores with the packaged
-SmolLM2-135M must finish within an hour for :data:`DEFAULT_TASKS`, and the ``in_quick`` cells at quick sizes
-within 15 minutes (measured figures: ../lb_notes.md of the session, and the issue's note).
+the sizes from ``quick`` (:class:`Sizes`). Budget (issue 15): on the embedded sample (24 dev users) with the
+packaged SmolLM2-135M on 2 CPU cores, every cell of :data:`DEFAULT_TASKS` within an hour, the ``in_quick`` ones
+within 15 minutes. Measured on LaMP_4 at quick sizes with the machine shared (load average 5-7 on the 2 cores):
+every method 53.5 min of step wall time, 32 of them CoPe's five rows (pseudo-negatives, their scoring and
+per-user DPO for 24 users); the ``in_quick`` cells 13.6 min.
 
 Every run folder is under ``out_dir/<method slug>/`` (``out_dir`` is the task's folder, e.g.
 ``runs/leaderboard/LaMP_4``); the dev files of ``TaskData`` already hold exactly the users to score, so no
@@ -46,7 +48,9 @@ class Sizes:
     curp_train_items: int        # history items embedded per training user
 
 
-FULL = Sizes(train_users=None, ropg_steps=40, rspg_steps=40, cope_history=6, cope_words=128, cope_negatives=3,
+# CoPe's per-user stages cost the most (sample, 24 dev users, load average ~6: pseudo-negatives 471 s, their
+# scoring 256 s at 4 items x 2 samples), so the full run keeps the quick history and samples to stay in the hour.
+FULL = Sizes(train_users=None, ropg_steps=40, rspg_steps=40, cope_history=4, cope_words=128, cope_negatives=2,
              curp_epochs=10, curp_codebook=64, curp_train_items=16)
 QUICK = Sizes(train_users=8, ropg_steps=10, rspg_steps=10, cope_history=4, cope_words=64, cope_negatives=2,
               curp_epochs=3, curp_codebook=32, curp_train_items=8)
@@ -56,7 +60,7 @@ QUICK = Sizes(train_users=8, ropg_steps=10, rspg_steps=10, cope_history=4, cope_
 
 def _needs_generation(spec: TaskSpec) -> str | None:
     # logit_adjust steers free text token by token; it refuses label tasks itself (logit_adjust.experiment)
-    return None if spec.kind == "generation" else f"logit adjustment needs a generation task ({spec.name} is {spec.kind})"
+    return None if spec.kind == "generation" else f"logit adjustment needs free text; {spec.name} is {spec.kind}"
 
 
 def _needs_cope_prompt(spec: TaskSpec) -> str | None:
@@ -147,11 +151,11 @@ def _study_cells(spec, data, model, out, sizes):
     if data.dev_questions.name != "dev_questions.json":     # the study reads <folder>/dev_{questions,outputs}.json
         return []
     rows = [("Profile study: outputs only", "study_outputs_only",
-             StudySettings(retrieval_id="BM25", k=NUM_RETRIEVED, ablation="only_output")),
+             StudySettings(retrieval_id="BM25", k=NUM_RETRIEVED, ablation="only_output"), True),
             ("Profile study: other users' items", "study_other_users",
-             StudySettings(retrieval_id="Full_Random", k=NUM_RETRIEVED, ablation="both"))]
+             StudySettings(retrieval_id="Full_Random", k=NUM_RETRIEVED, ablation="both"), False)]
     cells = []
-    for method, slug, settings in rows:
+    for method, slug, settings, quick in rows:
         root = out / slug
         argv = ("python", "-m", "lamp_rag.profile_study", "--task_name", spec.name,
                 "--raw_data_folder_path", str(data.dev_questions.parent), "--result_dir", str(root),
@@ -161,7 +165,7 @@ def _study_cells(spec, data, model, out, sizes):
                 # greedy decoding of the registry length, as every other row (the study: 4 beams, 512 tokens)
                 "--generation_num_beams", "1", "--output_max_length", str(spec.max_new_tokens), "--batch_size", "16")
         run = result_dir(root, model, settings, "user-based", spec.name)
-        cells.append(Cell(method, spec.name, (argv,), run / "predictions.json", (root,), in_quick=False))
+        cells.append(Cell(method, spec.name, (argv,), run / "predictions.json", (root,), in_quick=quick))
     return cells
 
 
@@ -171,7 +175,8 @@ def _ropg_cells(spec, data, model, out, sizes):
     score = ("python", "-m", "ropg.profile_item_utilization_scorer", "--task", spec.name, "--model_name", model,
              *_train_data(data, "--train_data", "--train_outputs"), "--profile_size", str(NUM_RETRIEVED),
              "--output_dir", str(feedback), *_opt("--limit", sizes.train_users))
-    merge = ("python", "-m", "ropg.merge_scores", "--output_dir", str(feedback), "--output", str(feedback / "merged.json"))
+    merge = ("python", "-m", "ropg.merge_scores", "--output_dir", str(feedback),
+             "--output", str(feedback / "merged.json"))
     cells = []
     for method, name in (("ROPG-KD", "kd"), ("ROPG-RL", "rl")):
         train = ("python", "-m", f"ropg.train_{name}", "--do_train", "--task", spec.name,
@@ -186,7 +191,7 @@ def _ropg_cells(spec, data, model, out, sizes):
                     "--retriever_model", str(root / "checkpoints" / name / "checkpoint" / "latest"),
                     "--num_retrieved", str(NUM_RETRIEVED), *_date_flag(spec))
         cells.append(Cell(method, spec.name, (score, merge, train, generate), root / f"rag_{name}" / "predictions.json",
-                          (root / "checkpoints" / name, root / f"rag_{name}"), in_quick=False))
+                          (root / "checkpoints" / name, root / f"rag_{name}")))
     return cells
 
 
@@ -240,10 +245,12 @@ def _cope_cells(spec, data, model, out, sizes):
 
     tam = cope("tam", *_opt("--num_others", sizes.train_users), "--batch_size", "8", "--max_epoch", "1",
                "--is_train", "--is_test")
-    sft = cope("oppu_sft", "--batch_size", "4", "--max_epoch", "1", "--learning_rate", "5e-4", "--is_train")
+    # a few history items need a larger step than the reference's 1e-4 for the adapter to change any output
+    # (cope/README.md: at 1e-4, or 5e-4 for one step, OPPU's outputs equalled the TAM's)
+    sft = cope("oppu_sft", "--batch_size", "2", "--max_epoch", "2", "--learning_rate", "2e-3", "--is_train")
     negatives = (cope("generate_pseudo_negatives", "--response_num", str(sizes.cope_negatives), "--temperature", "1.0"),
                  cope("compute_scores", "--std", "max"))
-    dpo = cope("oppu_sft_dpo", "--batch_size", "8", "--max_epoch", "1", "--learning_rate", "5e-5",
+    dpo = cope("oppu_sft_dpo", "--batch_size", "8", "--max_epoch", "1", "--learning_rate", "5e-4",
                "--dpo_beta", "0.01", "--negative_sampling_method", "pseudo", "--mode", "max", "--is_train")
     contrast = ("--is_cd", "--contrastive_alpha", CONTRASTIVE_ALPHA, "--repetition_penalty", "1.0")
     tam_dirs = (root / "TAM",)
