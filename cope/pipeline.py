@@ -30,7 +30,7 @@ from data.io import read_json
 from lm.loading import save_model_folder, uses_vllm
 from runtime.distributed import is_main_process
 from runtime.generation import postprocess
-from runtime.run_folder import PREDICTIONS_FILE, write_scores
+from runtime.run_folder import PREDICTIONS_FILE, trainable_parameters, write_scores, write_training_info
 from runtime.users import MANIFEST_FILE, Shard, done_marker, run_users, user_folder
 
 log = logging.getLogger("lampkit.cope")
@@ -148,6 +148,7 @@ def train_tam(handle, spec, examples, options, folder: Path) -> dict:
         # A folder cut by a kill has no matching trained.json beside it (cope.tam), so it is trained again.
         shutil.rmtree(folder, ignore_errors=True)
         handle.save_adapter(TAM_ADAPTER, folder)
+        write_training_info(folder.parent, trainable_parameters(handle.model))   # beside the adapter, as per user
     return metrics
 
 
@@ -169,6 +170,8 @@ def sft_user(handle, spec, user: User, options, folder: Path) -> None:
         train_sft(handle, [item_prompt(spec, item) for item in user.profile],
                   [item_target(spec, item) for item in user.profile], adapter=USER_ADAPTER, options=options)
         handle.save_adapter(USER_ADAPTER, folder)
+        # in the user's folder, beside the adapter: the run's training.json files sum over its users
+        write_training_info(folder.parent, trainable_parameters(handle.model))
     finally:
         handle.delete_adapter(USER_ADAPTER)
 
@@ -188,6 +191,7 @@ def dpo_user(handle, spec, user: User, selection: Sequence[Mapping], sft_folder:
                   [item_target(spec, item) for item, _ in pairs], [negative for _, negative in pairs],
                   adapter=USER_ADAPTER, options=options, beta=beta)
         handle.save_adapter(USER_ADAPTER, folder)
+        write_training_info(folder.parent, trainable_parameters(handle.model))
     finally:
         handle.delete_adapter(USER_ADAPTER)
 

@@ -38,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from curp.records import load_embeddings
     from curp.stage1 import USAGE_FILE, CodebookOptions, check_shapes, train_codebook
     from runtime.distributed import setup_logging
-    from runtime.run_folder import write_run_config
+    from runtime.run_folder import trainable_parameters, write_run_config, write_training_info
 
     options = from_args(CodebookOptions, args)
     embeddings = load_embeddings(args.embeddings)
@@ -49,9 +49,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if accelerator.is_main_process:
         write_run_config(output_dir, args, "curp.train_codebook", encoder=embeddings.encoder,
                          num_embeddings=len(embeddings.vectors), dim=embeddings.dim)
-    train_codebook(embeddings.vectors, options, from_args(OptimizerOptions, args), output_dir, accelerator,
-                   extra={"encoder": embeddings.encoder, "embeddings": str(Path(args.embeddings).resolve())})
+    extra = {"encoder": embeddings.encoder, "embeddings": str(Path(args.embeddings).resolve())}
+    quantizer = train_codebook(embeddings.vectors, options, from_args(OptimizerOptions, args), output_dir,
+                               accelerator, extra=extra)
     if accelerator.is_main_process:
+        write_training_info(output_dir, trainable_parameters(quantizer))
         report = json.loads((output_dir / USAGE_FILE).read_text())
         print(json.dumps({"codes_used": [s["codes_used"] for s in report["subspaces"]],
                           "normalized_entropy": [round(s["normalized_entropy"], 4) for s in report["subspaces"]],

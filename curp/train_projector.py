@@ -44,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from curp.stage2 import PROJECTOR_FILE, ProjectorOptions, train_projector
     from lm.prompting import uses_chat
     from runtime.distributed import setup_logging
-    from runtime.run_folder import write_run_config
+    from runtime.run_folder import trainable_parameters, write_run_config, write_training_info
 
     options, model = from_args(ProjectorOptions, args), from_args(ModelOptions, args)
     embeddings = load_embeddings(args.embeddings)
@@ -70,7 +70,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 extra={"model_name": model.model_name, "codebook": str(Path(args.codebook).resolve()),
                                        "encoder": embeddings.encoder})
     if accelerator.is_main_process:
-        trained = sum(p.numel() for p in projector.parameters())
+        trained = trainable_parameters(projector)
+        write_training_info(output_dir, trained)
         print(f"projector: {trained:,} trained parameters ({trained / (trained + frozen):.2%} of "
               f"{trained + frozen:,}); his_len {options.his_len}")
         print(f"projector: {output_dir / PROJECTOR_FILE}")

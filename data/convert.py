@@ -79,13 +79,15 @@ def select_targets(entries: list[dict], key: str, num_users: int, select: str, s
 
 
 def to_oppu(examples: list[Example], spec: TaskSpec, output_dir: Path, num_users: int, select: str,
-            seed: int, source: Path) -> list[Path]:
-    """Write the OPPU folder; everything is checked before the first file is written."""
+            seed: int, source: Path, other_examples: list[Example] | None = None) -> list[Path]:
+    """Write the OPPU folder; everything is checked before the first file is written. The non-target users are
+    the rest of ``examples``, or with ``other_examples`` every user of those (e.g. the train split) but the targets."""
     key = user_key(spec)
     entries = group_users(examples, spec)
     targets = select_targets(entries, key, num_users, select, seed)
     top = [entry for entry in entries if entry[key] in targets]
-    others = [entry for entry in entries if entry[key] not in targets]
+    pool = entries if other_examples is None else group_users(other_examples, spec)
+    others = [entry for entry in pool if entry[key] not in targets]
     queries = [query for entry in top for query in entry["query"]]
     without_gold = [query["id"] for query in queries if "gold" not in query]
     if without_gold and len(without_gold) < len(queries):
@@ -145,6 +147,10 @@ def make_parser() -> argparse.ArgumentParser:
                       help="which users are targets: longest histories, first in the file, or a seeded "
                            "random sample (default: %(default)s)")
     oppu.add_argument("--seed", type=int, default=0, help="seed of --select random")
+    oppu.add_argument("--others", type=Path,
+                      help="take the non-target users (user_others.json) from this file, e.g. the train split, "
+                           "instead of the rest of --questions (target users in it are left out)")
+    oppu.add_argument("--others_outputs", type=Path, help="LaMP outputs file of --others")
 
     lamp = commands.add_parser("to-lamp", help="OPPU per-user folder -> LaMP / LongLaMP files",
                                description="An OPPU/CoPe per-user folder -> LaMP questions + outputs files, "
@@ -166,9 +172,12 @@ def make_parser() -> argparse.ArgumentParser:
 def run_to_oppu(args: argparse.Namespace) -> list[Path]:
     if args.num_users < 1:
         raise input_error(None, f"--num_users must be at least 1, got {args.num_users}")
+    if args.others_outputs and not args.others:
+        raise InputError("--others_outputs needs --others")
     examples = _read(args.questions, args.outputs, args.task)
     spec = get_task(examples[0].task if examples else args.task)
-    return to_oppu(examples, spec, args.output_dir, args.num_users, args.select, args.seed, args.questions)
+    others = None if args.others is None else _read(args.others, args.others_outputs, spec.name)
+    return to_oppu(examples, spec, args.output_dir, args.num_users, args.select, args.seed, args.questions, others)
 
 
 def run_to_lamp(args: argparse.Namespace) -> list[Path]:

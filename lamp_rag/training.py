@@ -40,7 +40,7 @@ from lamp_rag.pipeline import prompt_cut_options
 from lm.prompting import Prompt
 from runtime.distributed import is_main_process
 from runtime.generation import generate_and_score
-from runtime.run_folder import PREDICTIONS_FILE, SCORES_FILE
+from runtime.run_folder import PREDICTIONS_FILE, SCORES_FILE, trainable_parameters, write_training_info
 
 log = logging.getLogger("lampkit.lamp_rag")
 
@@ -157,6 +157,7 @@ def finetune(spec: TaskSpec, model_name, train_examples: Sequence[Example], trai
         metrics = generate_and_score(spec, handle, val_examples, val_prompts, best, generation, model_id=best)
         for name in (PREDICTIONS_FILE, SCORES_FILE):
             atomic_write_text(output_dir / VALIDATION_DIR / name, (Path(best) / name).read_text(encoding="utf-8"))
+    write_training_info(output_dir, trainable_parameters(trainer.model))
     chosen_by = f" ({spec.best_metric} {metrics.get(spec.best_metric)})" if validate else " (the last one)"
     log.info("best checkpoint %s%s; %s saved to %s", best, chosen_by, "adapter" if lora and not merge_lora
              else "model", saved)

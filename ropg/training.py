@@ -192,6 +192,7 @@ def train(args, objective: Callable, objective_name: str) -> Path | None:
     from data.tasks import get_task
     from lm import load_encoder
     from runtime.distributed import processes
+    from runtime.run_folder import trainable_parameters, write_training_info
 
     spec = get_task(args.task)
     examples = load_examples(args.train_data, args.train_outputs, task=spec.name)
@@ -276,6 +277,8 @@ def train(args, objective: Callable, objective_name: str) -> Path | None:
                 if step >= args.total_steps:
                     break
             epoch += 1
+    if dist.is_main_process:
+        write_training_info(args.checkpoint_dir / args.name, trainable_parameters(encoder.model))
     return last if dist.is_main_process else None
 
 

@@ -117,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from rspg.selector import load_selector, saved_facts
     from rspg.training import TrainSettings, train
     from runtime.distributed import processes, setup_logging
-    from runtime.run_folder import write_run_config
+    from runtime.run_folder import trainable_parameters, write_run_config, write_training_info
 
     spec = get_task(args.task)
     train_records = read_records(args.train_data) if args.do_train else None
@@ -148,6 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         losses = train(selector, train_records, spec, settings, run_dir)
         if dist.is_main_process:
             model_dir = selector.save(run_dir / "model", rspg_type=args.rspg_type, task=spec.name, **facts)
+            write_training_info(run_dir, trainable_parameters(selector))
             window = max(1, len(losses) // 10)
             print(f"loss: first {window} steps {sum(losses[:window]) / window:.4f}, "
                   f"last {window} steps {sum(losses[-window:]) / window:.4f}")

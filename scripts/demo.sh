@@ -3,11 +3,13 @@
 #   1. lamp_rag (scripts/lamp_rag.sh): BM25-rank the LaMP_4 profiles, generate headlines for the dev split
 #      without and with the top-3 profile items, score both with eval/;
 #   2. logit_adjust: LongLaMP_2 abstracts for the first few users, beta 0 (baseline) and 0.1;
-#   3. one table of every setting (python -m eval.report), also written to $OUT/results.md.
+#   3. one table of every setting (python -m eval.report), also written to $OUT/results.md;
+#   4. a short leaderboard (python -m leaderboard --quick): no profile, RAG BM25 and logit adjustment on the
+#      first few LaMP_4 dev users, with paired-bootstrap intervals, wall time, memory ($OUT/leaderboard/).
 # Set-up runs first (scripts/setup.sh, idempotent). A rerun reuses every finished generation.
 #
 #   bash scripts/demo.sh                       # -> runs/demo/
-#   LIMIT=8 LOGIT_ADJUST=0 bash scripts/demo.sh   # quicker: 8 LaMP_4 questions, no logit_adjust step
+#   LIMIT=8 LOGIT_ADJUST=0 LEADERBOARD=0 bash scripts/demo.sh   # quicker: 8 LaMP_4 questions, steps 2 and 4 skipped
 set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$SECONDS
@@ -26,6 +28,8 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false OMP_
 : "${LA_USERS:=8}"             # logit_adjust: first N users of the LongLaMP_2 sample (1 question each)
 : "${LA_BETA:=0.1}"            # logit_adjust: bias strength compared with beta 0
 : "${LA_TOKENS:=128}"          # logit_adjust: new tokens per abstract (the registry's default is longer)
+: "${LEADERBOARD:=1}"          # 0: skip the closing leaderboard
+: "${LB_USERS:=8}"             # leaderboard: first N LaMP_4 dev users
 
 # ----------------------------------------------------------------------------- 1. lamp_rag on LaMP_4
 echo "== lamp_rag: LaMP_4 sample, BM25 top-3 profile items vs no profile"
@@ -59,5 +63,16 @@ row "$OUT/lamp_rag/zero_shot_no_profile/" "predictions.json scores.json config.j
 row "$OUT/lamp_rag/zero_shot_bm25_top3/" "the same, top-3 profile items in the prompt"
 if [ "$LOGIT_ADJUST" = 1 ]; then
   row "$OUT/logit_adjust/" "baseline_seed_0/ beta_${LA_BETA}_seed_0/ (run folders) results.json (paired bootstrap) results.md"
+fi
+if [ "$LEADERBOARD" = 1 ]; then
+  row "$OUT/leaderboard/" "leaderboard.md .csv LaMP_4.png (below), ledger.json, logs/, LaMP_4/ (run folders)"
+fi
+
+# ----------------------------------------------------------------------------- 4. a short leaderboard
+if [ "$LEADERBOARD" = 1 ]; then
+  echo
+  echo "== leaderboard: first $LB_USERS LaMP_4 dev users, no profile vs RAG BM25 and logit adjustment (--quick)"
+  python -m leaderboard --task LaMP_4 --data sample --num_users "$LB_USERS" --model "$MODEL" --quick \
+    --methods "RAG BM25" "logit adjust" --out "$OUT/leaderboard"
 fi
 echo "Rerunning reuses finished generations. demo: done in $((SECONDS - started)) s (set-up included)"

@@ -16,7 +16,7 @@ from cope.data import item_prompt, item_target, query_prompt, read_users
 from cope.negatives import SELECTION_FILE, score_user, select_negative
 from cope.options import DecodingSettings
 from cope.pipeline import (SFT_STAGE, USER_ADAPTER, decode_user, dpo_user, lora, stage_root, user_adapter_folder,
-                           USER_LORA)
+                           DPO_STAGE, USER_LORA)
 from data.cli import run
 from lm import BASE, ContrastiveCombine, load_model
 from lm.adapters import LoraOptions
@@ -241,6 +241,17 @@ def test_the_five_variants_end_to_end(oppu_folder, tiny_causal_lm, trained_tam, 
         scores = json.loads((trained_tam / variant / "scores.json").read_text())
         assert scores["num_examples"] == 3 and {"rouge-1", "rouge-L", "meteor"} <= scores.keys()
         assert json.loads((trained_tam / variant / "config.json").read_text())["method"] == "cope"
+    # training.json beside every trained adapter: as many parameters as the adapter saved (the LoRA matrices)
+    from safetensors.torch import load_file
+
+    def saved(adapter: Path) -> int:
+        return sum(t.numel() for t in load_file(adapter / "adapter_model.safetensors").values())
+
+    folders = [trained_tam / "TAM"] + [user_folder(stage_root(trained_tam, stage), user["user_id"])
+                                       for stage in (SFT_STAGE, DPO_STAGE) for user in TARGETS]
+    for folder in folders:
+        trainable = json.loads((folder / "training.json").read_text())["trainable_parameters"]
+        assert trainable == saved(folder / "adapter") > 0
     # DPO needs the selection it names
     assert run(oppu_sft_dpo.main, [*args, "--mode", "max", "--is_train"]) == 2
     assert "scores_max" in capsys.readouterr().err

@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import torch
+
 from test_curp_codebook import write_lamp4
 
 from data.cli import REPO_ROOT
@@ -28,6 +30,11 @@ def test_step_scripts_run_end_to_end_under_out_root(tmp_path, tiny_encoder, tiny
     assert json.loads((out_root / "stage1" / "usage.json").read_text())["codebook_size"] == 8
     assert (out_root / "stage1" / "usage.png").is_file()
     assert (out_root / "stage2" / "projector.pt").is_file()
+    # training.json of each stage: the codebooks (stage 1) and the projector (stage 2), the LLM frozen
+    codebook = torch.load(out_root / "stage1" / "codebook.pt", weights_only=False)["codebooks"]
+    projector = torch.load(out_root / "stage2" / "projector.pt", weights_only=False)["projector"]
+    for stage, trained in (("stage1", codebook.numel()), ("stage2", sum(t.numel() for t in projector.values()))):
+        assert json.loads((out_root / stage / "training.json").read_text()) == {"trainable_parameters": trained}
     scores = json.loads((out_root / "inference" / "scores.json").read_text())
     assert scores["task"] == "LaMP_4" and scores["num_examples"] == 6
     prompts = (out_root / "inference" / "prompts.jsonl").read_text().splitlines()

@@ -86,6 +86,27 @@ def test_lamp_to_oppu_layout(lamp_dir):
     assert load(lamp_dir / "oppu/config.json")["args"]["num_users"] == 1
 
 
+def test_others_from_another_file(lamp_dir):
+    """--others: the non-target users come from another split (a target user found there is left out)."""
+    train = [{"id": "t1", "user_id": "u9", "input": "Generate a headline for the following article: x",
+              "profile": [item(7)]},
+             {"id": "t2", "user_id": "u2", "input": "Generate a headline for the following article: y",
+              "profile": [item(8)]}]
+    dump(lamp_dir / "train_questions.json", train)
+    dump(lamp_dir / "train_outputs.json", {"task": "LaMP_4", "golds": [{"id": "t1", "output": "h"},
+                                                                       {"id": "t2", "output": "h"}]})
+    convert("to-oppu", "--questions", lamp_dir / "dev_questions.json", "--outputs", lamp_dir / "dev_outputs.json",
+            "--output_dir", lamp_dir / "oppu", "--num_users", 2, "--select", "first",
+            "--others", lamp_dir / "train_questions.json", "--others_outputs", lamp_dir / "train_outputs.json")
+    assert [u["user_id"] for u in load(lamp_dir / "oppu/user_top_100_history.json")] == ["u1", "u2", "u2"]
+    others = load(lamp_dir / "oppu/user_others.json")
+    assert [(u["user_id"], [q["id"] for q in u["query"]]) for u in others] == [("u9", ["t1"])]
+    assert others[0]["query"][0]["gold"] == "h"
+    result = convert("to-oppu", "--questions", lamp_dir / "dev_questions.json", "--output_dir", lamp_dir / "o2",
+                     "--others_outputs", lamp_dir / "train_outputs.json", ok=False)
+    assert result.returncode == 2 and "--others_outputs needs --others" in result.stderr
+
+
 def test_lamp_oppu_round_trip_keeps_every_record_and_field(lamp_dir):
     questions, outputs = lamp_dir / "dev_questions.json", lamp_dir / "dev_outputs.json"
     convert("to-oppu", "--questions", questions, "--outputs", outputs, "--output_dir", lamp_dir / "oppu",

@@ -9,6 +9,7 @@ import torch
 import eval.scoring
 from data.cli import run
 from data.errors import InputError
+from data.io import read_json as load_json
 from data.loaders import load_examples, read_golds
 from data.tasks import get_task
 from eval.scoring import metric_values
@@ -133,6 +134,9 @@ def test_lora_per_user_adapters_on_one_handle_do_not_stack(tiny_causal_lm, tmp_p
     assert handle.adapters == ["user_a", "user_b"]
     after = dict(handle.model.named_parameters())
     assert all(torch.equal(after[name], before[name]) for name in before)   # user_a and the base untouched
+    # training.json counts user_b's LoRA matrices alone (the leaderboard's trainable parameters)
+    user_b = sum(p.numel() for name, p in after.items() if ".user_b." in name)
+    assert user_b > 0 and load_json(tmp_path / "b" / "training.json") == {"trainable_parameters": user_b}
     assert any(".user_b." in name and "lora_B" in name and p.abs().sum() > 0 for name, p in after.items())
     assert dev_scores(first.handle) == pytest.approx(first_scores, abs=1e-5)
     # user_b was trained from a fresh adapter: retraining it alone on a new handle gives the same weights
@@ -169,6 +173,8 @@ def test_full_finetuning_leaves_the_given_handle_alone(tiny_causal_lm, tmp_path)
     model = handle.model
     result = finetune("LaMP_4", tiny_causal_lm, tmp_path, epochs=1, train_size=8, validate=False, handle=handle)
     assert handle.model is model and dev_scores(handle) == pytest.approx(base, abs=1e-6)
+    every_weight = sum(p.numel() for p in model.parameters())
+    assert load_json(tmp_path / "training.json")["trainable_parameters"] == every_weight
     assert result.handle.model is not model and dev_scores(result.handle) != pytest.approx(base, abs=1e-3)
 
 

@@ -205,6 +205,12 @@ def test_train_rl_resumes_and_its_checkpoint_ranks_profiles(tiny_encoder, lamp4_
     assert train_rl([*common, "--total_steps", "2"]) == 0
     latest = tmp_path / "ckpt" / "rl" / "checkpoint" / "latest"
     assert latest.resolve().name == "step-2"
+    # training.json: every weight of the encoder is trained (the leaderboard's trainable parameters)
+    from transformers import AutoModel
+
+    encoder_size = sum(p.numel() for p in AutoModel.from_pretrained(tiny_encoder).parameters())
+    training = json.loads((tmp_path / "ckpt" / "rl" / "training.json").read_text())
+    assert training == {"trainable_parameters": encoder_size}
     assert train_rl([*common, "--total_steps", "3"]) == 0
     assert latest.resolve().name == "step-3"
     assert torch.load(latest / "optimizer.pth.tar", weights_only=False)["step"] == 3

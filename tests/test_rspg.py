@@ -229,6 +229,11 @@ def test_rspg_writes_final_preds_in_gold_format_and_the_table(tiny_encoder, tmp_
     table = (run_dir / "table.md").read_text()
     assert "| RSPG-Post (selected) |" in table and "| oracle |" in table
     assert json.loads((run_dir / "scores.json").read_text())["num_examples"] == 4
+    # training.json: the encoder and its scoring head are all trained (the leaderboard's trainable parameters)
+    from rspg.selector import load_selector
+
+    selector_size = sum(p.numel() for p in load_selector(str(run_dir / "model"), 512, "cpu").parameters())
+    assert json.loads((run_dir / "training.json").read_text()) == {"trainable_parameters": selector_size}
 
     again = ["--do_validation", "--model_path", run_dir / "model", "--name", "again", *common]
     assert run(rspg.main, [str(a) for a in again]) == 0
