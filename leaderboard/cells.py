@@ -261,8 +261,9 @@ def _cope_cells(spec, data, model, out, sizes):
             ("OPPU+CD", (convert, tam, sft, cope("oppu_sft", *contrast)), sft_dirs),
             ("OPPU+DPO", (convert, tam, sft, *negatives, dpo, cope("oppu_sft_dpo")), dpo_dirs),
             ("OPPU+DPO+CD", (convert, tam, sft, *negatives, dpo, cope("oppu_sft_dpo", *contrast)), dpo_dirs)]
-    return [Cell(method, spec.name, steps, root / method / "predictions.json", (*dirs, root / method),
-                 in_quick=False) for method, steps, dirs in rows]
+    # dict.fromkeys: the TAM's run folder is also its training folder, and counted once
+    return [Cell(method, spec.name, steps, root / method / "predictions.json",
+                 tuple(dict.fromkeys((*dirs, root / method))), in_quick=False) for method, steps, dirs in rows]
 
 
 def _curp_cells(spec, data, model, out, sizes):

@@ -69,6 +69,9 @@ def test_predictions_and_run_folders_are_the_cells_own_under_out_dir(tmp_path, q
     assert len(set(predictions)) == len(predictions)
     for cell in cells:
         assert cell.predictions.is_relative_to(out) and all(folder.is_relative_to(out) for folder in cell.run_dirs)
+        # no folder is nested in another: each training.json under them is counted once
+        assert not any(a != b and a.is_relative_to(b) for a in cell.run_dirs for b in cell.run_dirs), cell.run_dirs
+        assert len(set(cell.run_dirs)) == len(cell.run_dirs)
         # the last step writes the folder the predictions file is in
         assert any(cell.predictions.is_relative_to(place) for place in written_places(cell.steps[-1]))
         assert all(isinstance(arg, str) for argv in cell.steps for arg in argv)
