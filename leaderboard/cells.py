@@ -250,7 +250,9 @@ def _cope_cells(spec, data, model, out, sizes):
     sft = cope("oppu_sft", "--batch_size", "2", "--max_epoch", "2", "--learning_rate", "2e-3", "--is_train")
     negatives = (cope("generate_pseudo_negatives", "--response_num", str(sizes.cope_negatives), "--temperature", "1.0"),
                  cope("compute_scores", "--std", "max"))
-    dpo = cope("oppu_sft_dpo", "--batch_size", "8", "--max_epoch", "1", "--learning_rate", "5e-4",
+    # batch 8 over 4 history items was ONE optimizer step, which warmup runs at learning rate 0 (lm.train warns):
+    # DPO left every adapter bit-identical to its SFT start; it takes SFT's batches, epochs and step size
+    dpo = cope("oppu_sft_dpo", "--batch_size", "2", "--max_epoch", "2", "--learning_rate", "2e-3",
                "--dpo_beta", "0.01", "--negative_sampling_method", "pseudo", "--mode", "max", "--is_train")
     contrast = ("--is_cd", "--contrastive_alpha", CONTRASTIVE_ALPHA, "--repetition_penalty", "1.0")
     tam_dirs = (root / "TAM",)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -41,6 +42,20 @@ class TrainOptions:
     logging_steps: int = field(default=10, metadata={"help": "log the training loss every N steps"})
     seed: int = field(default=0, metadata={"help": "random seed of initialisation and data order"})
     max_target_tokens: int = field(default=128, metadata={"help": "targets are cut to this many tokens"})
+
+    def optimizer_steps(self, num_examples: int) -> int:
+        """How many optimizer steps a run over ``num_examples`` takes (one process)."""
+        if self.max_steps > 0:
+            return self.max_steps
+        batches = math.ceil(num_examples / self.batch_size)
+        return math.ceil(self.epochs * max(1, batches // self.gradient_accumulation_steps))
+
+    def warn_if_no_update(self, num_examples: int, what: str) -> None:
+        """Linear warmup runs the first optimizer step at learning rate 0, so a run of one step changes nothing."""
+        if self.warmup_ratio > 0 and self.optimizer_steps(num_examples) <= 1:
+            log.warning("%s: %d examples at batch size %d make one optimizer step, which warmup runs at learning "
+                        "rate 0: the weights will not change (use a smaller batch size or more epochs)",
+                        what, num_examples, self.batch_size)
 
 
 def training_arguments(handle, output_dir, options: TrainOptions, arguments_class=None, **overrides):
@@ -131,6 +146,7 @@ def train_sft(handle, prompts: Sequence[Prompt], targets: Sequence[str], adapter
     folder). Save the adapter afterwards with ``handle.save_adapter``.
     """
     options = options or TrainOptions()
+    options.warn_if_no_update(len(prompts), "SFT")
     rows = sft_rows(handle, prompts, targets, options.max_target_tokens, max_prompt_tokens, chat)
     with _work_dir(output_dir) as folder:
         trainer = sft_trainer(handle, rows, training_arguments(handle, folder, options), adapter)
@@ -157,6 +173,7 @@ def train_dpo(handle, prompts: Sequence[Prompt], chosen: Sequence[str], rejected
     if handle.is_encoder_decoder:
         raise InputError(f"{handle.name}: DPO needs a decoder-only model (TRL's DPOTrainer has no seq2seq path)")
     options = options or TrainOptions()
+    options.warn_if_no_update(len(prompts), "DPO")
     use_chat = uses_chat(handle, chat)
     data = Dataset.from_dict({"prompt": [render(handle.tokenizer, p, use_chat) for p in prompts],
                               "chosen": list(chosen), "rejected": list(rejected)})

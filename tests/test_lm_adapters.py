@@ -1,5 +1,6 @@
 """Named LoRA adapters on one base model, mixed-adapter batches, per-token scores, SFT and DPO (lm.adapters,
 lm.train) on tiny random models."""
+import logging
 import math
 
 import pytest
@@ -220,6 +221,23 @@ def test_dpo_raises_the_chosen_minus_rejected_margin_of_the_named_adapter_only(c
     assert changed and all(".user_b." in name for name in changed)
 
 
+def test_one_warmed_up_step_changes_nothing_and_says_so(causal, caplog):
+    """Linear warmup runs the first optimizer step at learning rate 0: a run of one step is a no-op, and warned."""
+    causal.add_adapter("user", LoraOptions(r=4))
+    before = {name: p.detach().clone() for name, p in causal.model.named_parameters()}
+    one_step = TrainOptions(epochs=1, learning_rate=5e-3, batch_size=8, warmup_ratio=0.1)
+    with caplog.at_level(logging.WARNING, logger="lm.train"):
+        train_dpo(causal, PROMPTS, CHOSEN, REJECTED, adapter="user", chat=False, options=one_step)
+    assert all(torch.equal(p, before[name]) for name, p in causal.model.named_parameters())
+    assert "one optimizer step" in caplog.text
+    caplog.clear()
+    two_steps = TrainOptions(epochs=1, learning_rate=5e-3, batch_size=3, warmup_ratio=0.1)
+    with caplog.at_level(logging.WARNING, logger="lm.train"):
+        train_dpo(causal, PROMPTS, CHOSEN, REJECTED, adapter="user", chat=False, options=two_steps)
+    assert any(not torch.equal(p, before[name]) for name, p in causal.model.named_parameters())
+    assert "one optimizer step" not in caplog.text
+
+
 def test_dpo_of_a_seq2seq_model_is_an_input_error(seq2seq):
     seq2seq.add_adapter("user")
     with pytest.raises(InputError, match="decoder-only"):
@@ -231,6 +249,7 @@ def test_dpo_reference_is_the_base_model_with_the_adapter_disabled(causal):
 
     With a copy of the adapter as reference (TRL's own choice) the first loss would be log 2.
     """
+    torch.manual_seed(0)        # the random adapter (and so the size of the margin) does not depend on test order
     causal.add_adapter("user", LoraOptions(r=4, dropout=0.0, zero_init=False))
     policy, reference = margins(causal, "user")[:1], margins(causal, BASE)[:1]
     beta = 0.5
@@ -239,5 +258,6 @@ def test_dpo_reference_is_the_base_model_with_the_adapter_disabled(causal):
     # one step: Trainer's train_loss is the loss of that step, computed before the update
     metrics = train_dpo(causal, PROMPTS[:1], CHOSEN[:1], REJECTED[:1], adapter="user", beta=beta, chat=False,
                         options=TrainOptions(max_steps=1, batch_size=1, logging_steps=1))
-    # TRL's fused log-prob head differs from a plain forward pass by a few hundredths of a nat
-    assert metrics["train_loss"] == pytest.approx(expected, abs=0.05)
+    # TRL's fused log-prob head differs from a plain forward pass by up to ~2% of this loss (0.08 of 5.46 nats
+    # with this seed); a reference copy of the adapter would give log 2 = 0.69, far outside
+    assert metrics["train_loss"] == pytest.approx(expected, rel=0.03)
