@@ -64,9 +64,9 @@ def group_users(examples: Iterable[Example], spec: TaskSpec) -> list[dict]:
     return list(entries.values())
 
 
-def select_targets(entries: list[dict], key: str, num_users: int, select: str, seed: int) -> set[str]:
-    """The target user ids: the ``num_users`` with the longest histories (distinct profile items; ties
-    keep file order), the first ones, or a seeded random sample."""
+def select_targets(entries: list[dict], key: str, num_users: int | None, select: str, seed: int) -> set[str]:
+    """The target user ids: the ``num_users`` (None: all) with the longest histories (distinct profile items;
+    ties keep file order), the first ones, or a seeded random sample."""
     history: dict[str, set] = {}
     for entry in entries:
         history.setdefault(entry[key], set()).update(item["id"] for item in entry["profile"])
@@ -78,7 +78,7 @@ def select_targets(entries: list[dict], key: str, num_users: int, select: str, s
     return set(users[:num_users])
 
 
-def to_oppu(examples: list[Example], spec: TaskSpec, output_dir: Path, num_users: int, select: str,
+def to_oppu(examples: list[Example], spec: TaskSpec, output_dir: Path, num_users: int | None, select: str,
             seed: int, source: Path, other_examples: list[Example] | None = None) -> list[Path]:
     """Write the OPPU folder; everything is checked before the first file is written. The non-target users are
     the rest of ``examples``, or with ``other_examples`` every user of those (e.g. the train split) but the targets."""
@@ -141,8 +141,8 @@ def make_parser() -> argparse.ArgumentParser:
     oppu.add_argument("--outputs", type=Path, help="LaMP outputs file {task, golds}, joined by id")
     add_task_argument(oppu, required=False)
     oppu.add_argument("--output_dir", type=writable_dir, required=True, help="the OPPU folder to write")
-    oppu.add_argument("--num_users", type=int, default=100,
-                      help="target users written to user_top_100_history.json (default: %(default)s)")
+    oppu.add_argument("--num_users", type=user_count, default=100,
+                      help="target users written to user_top_100_history.json, or 'all' (default: %(default)s)")
     oppu.add_argument("--select", choices=["longest", "first", "random"], default="longest",
                       help="which users are targets: longest histories, first in the file, or a seeded "
                            "random sample (default: %(default)s)")
@@ -169,8 +169,13 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def user_count(text: str) -> int | None:
+    """``--num_users``: a number of users, or "all" (None)."""
+    return None if text == "all" else int(text)
+
+
 def run_to_oppu(args: argparse.Namespace) -> list[Path]:
-    if args.num_users < 1:
+    if args.num_users is not None and args.num_users < 1:
         raise input_error(None, f"--num_users must be at least 1, got {args.num_users}")
     if args.others_outputs and not args.others:
         raise InputError("--others_outputs needs --others")

@@ -235,7 +235,7 @@ def _cope_cells(spec, data, model, out, sizes):
     # target users: every dev user of TaskData (first in file order); non-target users: the train split
     convert = ("python", "-m", "data.convert", "to-oppu", "--task", spec.name,
                *_dev_data(data, "--questions", "--outputs"), "--output_dir", str(oppu),
-               "--num_users", str(10 ** 9), "--select", "first",
+               "--num_users", "all", "--select", "first",
                "--others", str(data.train_questions), *_opt("--others_outputs", data.train_outputs))
     common = ("--task_name", spec.name, "--data_path", str(oppu), "--output_dir", str(root), "--model_name", model,
               "--max_history", str(sizes.cope_history), "--max_words", str(sizes.cope_words))

@@ -86,6 +86,14 @@ def test_lamp_to_oppu_layout(lamp_dir):
     assert load(lamp_dir / "oppu/config.json")["args"]["num_users"] == 1
 
 
+def test_all_users_are_targets_with_num_users_all(lamp_dir):
+    dev_users = {q["user_id"] for q in load(lamp_dir / "dev_questions.json")}
+    convert("to-oppu", "--questions", lamp_dir / "dev_questions.json", "--outputs", lamp_dir / "dev_outputs.json",
+            "--output_dir", lamp_dir / "oppu", "--num_users", "all", "--select", "first")
+    assert {u["user_id"] for u in load(lamp_dir / "oppu/user_top_100_history.json")} == dev_users
+    assert len(dev_users) > 1 and load(lamp_dir / "oppu/user_others.json") == []
+
+
 def test_others_from_another_file(lamp_dir):
     """--others: the non-target users come from another split (a target user found there is left out)."""
     train = [{"id": "t1", "user_id": "u9", "input": "Generate a headline for the following article: x",
